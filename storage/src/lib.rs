@@ -99,7 +99,10 @@ pub enum Error {
     },
     /// The requested revision is newer than the store's current revision.
     #[error("required revision {requested} is in the future (current {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]

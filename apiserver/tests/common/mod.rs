@@ -1,0 +1,157 @@
+//! A real apiserver in the test process, on a free loopback port, with its own PKI and store,
+//! driven by the real kubectl and by kube-rs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use ferrokube_storage::Store;
+use kube_apiserver::server::{self, App, Config};
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub app: Arc<App>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The result of one kubectl run.
+pub struct Kubectl {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    fn from(out: Output) -> Self {
+        Kubectl {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with both streams unless kubectl succeeded; returns stdout.
+    pub fn expect_ok(self, what: &str) -> String {
+        assert!(self.ok, "kubectl {what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self.stdout
+    }
+
+    pub fn expect_err(self, what: &str) -> String {
+        assert!(!self.ok, "kubectl {what} should have failed:\nstdout: {}", self.stdout);
+        self.stderr
+    }
+}
+
+impl TestServer {
+    /// A server on the embedded store in a fresh temp dir.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let store = ferrokube_storage::embedded::EmbeddedStore::open(&data).expect("open store");
+        Self::start_with(dir, store).await
+    }
+
+    /// A server on the given store; `dir` holds the PKI and kubeconfig.
+    pub async fn start_with(dir: tempfile::TempDir, store: Arc<dyn Store>) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("https://127.0.0.1:{}", addr.port());
+        let pki = dir.path().join("pki");
+        kube_apiserver::pki::generate(&kube_apiserver::pki::PkiOptions {
+            dir: pki.clone(),
+            hosts: vec![],
+            service_ip: "10.96.0.1".parse().unwrap(),
+            server_url: url.clone(),
+            cluster_name: "test".into(),
+        })
+        .expect("pki");
+        let config = Config {
+            tls_cert_file: pki.join("apiserver.crt"),
+            tls_private_key_file: pki.join("apiserver.key"),
+            client_ca_file: Some(pki.join("ca.crt")),
+            token_auth_file: None,
+            advertise_address: addr.to_string(),
+            service_cluster_ip_range: "10.96.0.0/12".into(),
+            service_node_port_range: (30000, 32767),
+            compaction_interval: std::time::Duration::ZERO,
+        };
+        let app = server::build(config, store).await.expect("build server");
+        let serving = app.clone();
+        let task = tokio::spawn(async move {
+            let _ = server::serve(serving, listener).await;
+        });
+        TestServer {
+            kubeconfig: pki.join("admin.kubeconfig"),
+            dir,
+            url,
+            app,
+            task,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs the real kubectl against this server (off the async runtime).
+    pub async fn kubectl(&self, args: &[&str]) -> Kubectl {
+        self.kubectl_with(args, None, &[]).await
+    }
+
+    /// Runs kubectl with stdin and extra environment.
+    pub async fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Kubectl {
+        let mut cmd = Command::new("/usr/bin/kubectl");
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .arg(format!("--cache-dir={}", self.dir.path().join("kube-cache").display()))
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let input = stdin.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().expect("spawn kubectl");
+            if let Some(text) = input {
+                use std::io::Write;
+                let mut pipe = child.stdin.take().expect("stdin");
+                pipe.write_all(text.as_bytes()).expect("write stdin");
+            }
+            Kubectl::from(child.wait_with_output().expect("kubectl output"))
+        })
+        .await
+        .expect("kubectl task")
+    }
+
+    /// A kube-rs client with the admin credentials.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// Writes a file into the test dir and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, contents).expect("write file");
+        p
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

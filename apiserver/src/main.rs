@@ -87,6 +87,9 @@ struct ServeFlags {
     /// Range NodePorts come from, as `first-last`.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Events each resource's watch cache keeps for watches that resume from a resourceVersion.
+    #[arg(long, default_value_t = kube_apiserver::watchcache::DEFAULT_HISTORY)]
+    default_watch_cache_size: usize,
     /// Authorization mode. Only AlwaysAllow exists until the authorization component lands.
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: String,
@@ -161,6 +164,7 @@ async fn serve(flags: ServeFlags) -> Result<()> {
         service_cluster_ip_range: flags.service_cluster_ip_range.clone(),
         service_node_port_range: parse_port_range(&flags.service_node_port_range)?,
         compaction_interval: flags.etcd_compaction_interval,
+        watch_cache_size: flags.default_watch_cache_size,
     };
     let store = open_store(&flags).await?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(flags.bind_address, flags.secure_port))

@@ -29,6 +29,8 @@ pub struct Config {
     pub service_node_port_range: (u16, u16),
     /// How often old revisions are compacted away (0 turns compaction off).
     pub compaction_interval: std::time::Duration,
+    /// Events each resource's watch cache keeps for watches resuming from a resourceVersion.
+    pub watch_cache_size: usize,
 }
 
 pub struct App {
@@ -52,7 +54,7 @@ pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Arc<App>> {
     let mut prefixes: Vec<String> = table.all().iter().filter_map(|r| r.key_prefix(None)).collect();
     prefixes.sort();
     prefixes.dedup();
-    let cache = WatchCache::start(store.clone(), prefixes).await?;
+    let cache = WatchCache::start(store.clone(), prefixes, config.watch_cache_size).await?;
     let cidr = Cidr::parse(&config.service_cluster_ip_range).map_err(anyhow::Error::msg)?;
     let alloc = Allocators::new(cidr, config.service_node_port_range);
     let registry = Arc::new(Registry {

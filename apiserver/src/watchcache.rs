@@ -16,8 +16,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::meta;
 
-/// How many recent events each cache keeps for watches that resume from a resourceVersion.
-const HISTORY: usize = 10_000;
+/// How many recent events each cache keeps, by default, for watches that resume from a
+/// resourceVersion.
+pub const DEFAULT_HISTORY: usize = 10_000;
 /// How many events a watcher may fall behind before it is closed (it then resumes by itself).
 const WATCHER_BACKLOG: usize = 100_000;
 
@@ -93,6 +94,7 @@ struct State {
 /// The cache of one storage prefix.
 pub struct Cache {
     prefix: String,
+    history_size: usize,
     state: RwLock<State>,
     events: broadcast::Sender<Arc<CachedEvent>>,
 }
@@ -106,10 +108,11 @@ pub struct Subscription {
 }
 
 impl Cache {
-    fn new(prefix: String, revision: Revision) -> Self {
+    fn new(prefix: String, revision: Revision, history_size: usize) -> Self {
         let (events, _) = broadcast::channel(WATCHER_BACKLOG);
         Cache {
             prefix,
+            history_size: history_size.max(1),
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
@@ -194,7 +197,7 @@ impl Cache {
             }
             state.applied = event.revision;
             state.history.push_back(event.clone());
-            if state.history.len() > HISTORY {
+            if state.history.len() > self.history_size {
                 if let Some(dropped) = state.history.pop_front() {
                     state.oldest = dropped.revision;
                 }
@@ -215,7 +218,7 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Loads every object under the given prefixes and starts following the store.
-    pub async fn start(store: Arc<dyn Store>, prefixes: Vec<String>) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(store: Arc<dyn Store>, prefixes: Vec<String>, history_size: usize) -> anyhow::Result<Arc<Self>> {
         let loaded = store
             .list("/registry/", ListOptions::default())
             .await
@@ -223,7 +226,7 @@ impl WatchCache {
         let revision = loaded.revision;
         let mut caches = HashMap::new();
         for prefix in prefixes {
-            caches.insert(prefix.clone(), Arc::new(Cache::new(prefix, revision)));
+            caches.insert(prefix.clone(), Arc::new(Cache::new(prefix, revision, history_size)));
         }
         let (revision_tx, revision_rx) = watch::channel(revision);
         let this = Arc::new(WatchCache {

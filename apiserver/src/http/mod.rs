@@ -12,7 +12,7 @@ use http::{header, Request, Response, StatusCode};
 use serde_json::Value;
 
 pub use body::{full, Body};
-pub use resource::{read_object as resource_body, read_patch as patch_body, write_options};
+pub use resource::{read_checked, read_object as resource_body, read_patch as patch_body, with_warnings, write_options};
 
 use crate::authn::User;
 use crate::encoding::{self, Format};

@@ -77,24 +77,24 @@ pub async fn serve(
         "watch" => super::watch::serve(app.clone(), res, namespace, &query, negotiated).await,
         "create" => {
             let opts = write_options(&query)?;
-            let obj = read_object(req).await?;
+            let obj = read_checked(req, &opts).await?;
             let created = app.registry.create(&res, namespace, obj, &opts).await?;
-            Ok(single(&res, created, negotiated, &query, StatusCode::CREATED))
+            Ok(with_warnings(single(&res, created, negotiated, &query, StatusCode::CREATED), &opts))
         }
         "update" => {
             let opts = write_options(&query)?;
             let name = info.name.as_deref().unwrap_or("");
-            let obj = read_object(req).await?;
+            let obj = read_checked(req, &opts).await?;
             let (stored, created) = app.registry.update(&res, namespace, name, None, obj, &opts).await?;
             let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(single(&res, stored, negotiated, &query, code))
+            Ok(with_warnings(single(&res, stored, negotiated, &query, code), &opts))
         }
         "patch" => {
             let opts = write_options(&query)?;
             let name = info.name.as_deref().unwrap_or("");
             let (kind, patch) = read_patch(req).await?;
             let out = app.registry.patch(&res, namespace, name, None, kind, &patch, &opts).await?;
-            Ok(single(&res, out, negotiated, &query, StatusCode::OK))
+            Ok(with_warnings(single(&res, out, negotiated, &query, StatusCode::OK), &opts))
         }
         "delete" => {
             let opts = write_options(&query)?;
@@ -155,17 +155,49 @@ pub fn write_options(query: &[(String, String)]) -> ApiResult<WriteOptions> {
                 )));
             }
         }
-        if k == "fieldValidation" && !matches!(v.as_str(), "" | "Ignore" | "Warn" | "Strict") {
-            return Err(ApiError::bad_request(format!(
-                "fieldValidation: invalid value {v:?}: valid values are \"Ignore\", \"Warn\" and \"Strict\""
-            )));
+        if k == "fieldValidation" {
+            opts.field_validation = crate::fieldvalidation::Mode::parse(Some(v))?;
         }
     }
     Ok(opts)
 }
 
+/// Reads a JSON or YAML object body, reporting duplicate fields as field validation says.
+pub async fn read_checked(req: Req, opts: &WriteOptions) -> ApiResult<Value> {
+    let is_json = matches!(
+        encoding::body_format(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())),
+        Some(BodyFormat::Json)
+    );
+    let (value, raw) = read_raw(req).await?;
+    if is_json && opts.field_validation != crate::fieldvalidation::Mode::Ignore {
+        let dups = crate::fieldvalidation::duplicate_fields(&raw);
+        if !dups.is_empty() {
+            if opts.field_validation == crate::fieldvalidation::Mode::Strict {
+                return Err(ApiError::bad_request(format!("strict decoding error: {}", dups.join(", "))));
+            }
+            opts.warn(dups);
+        }
+    }
+    Ok(value)
+}
+
+/// Adds the warnings a write collected as `Warning` headers, as upstream does.
+pub fn with_warnings(mut resp: Response<Body>, opts: &WriteOptions) -> Response<Body> {
+    for w in opts.take_warnings() {
+        let text = format!("299 - {}", Value::from(w));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
 /// Reads a JSON or YAML object body.
 pub async fn read_object(req: Req) -> ApiResult<Value> {
+    read_raw(req).await.map(|(v, _)| v)
+}
+
+async fn read_raw(req: Req) -> ApiResult<(Value, Bytes)> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -187,7 +219,7 @@ pub async fn read_object(req: Req) -> ApiResult<Value> {
     if !v.is_object() {
         return Err(ApiError::bad_request("the request body must be an object"));
     }
-    Ok(v)
+    Ok((v, bytes))
 }
 
 /// Reads a patch body and its type from the Content-Type.

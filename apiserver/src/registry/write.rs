@@ -11,12 +11,33 @@ use super::{not_found, scope, strategy_of, Registry};
 use crate::meta;
 use crate::resources::Resource;
 use crate::status::{success_status, ApiError, ApiResult, FieldError, Subject};
-use crate::validation;
+use crate::{fieldvalidation, validation};
 
-/// Options every write carries.
+/// Options every write carries, and the warnings it collects for the response.
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
+    pub field_validation: fieldvalidation::Mode,
+    pub warnings: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WriteOptions {
+    pub fn warn(&self, messages: Vec<String>) {
+        if !messages.is_empty() {
+            self.warnings.lock().unwrap().extend(messages);
+        }
+    }
+
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap())
+    }
+
+    /// Strict field validation of an incoming object of the resource's kind.
+    fn validate_fields(&self, res: &Resource, obj: &mut Value) -> ApiResult<()> {
+        let warnings = fieldvalidation::check(obj, &res.group, &res.version, &res.kind, self.field_validation)?;
+        self.warn(warnings);
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +150,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
         check_type(res, &mut obj)?;
+        opts.validate_fields(res, &mut obj)?;
         let strategy = strategy_of(res);
         let namespace = scope(res, namespace);
         {
@@ -217,6 +239,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> ApiResult<(Value, bool)> {
         check_type(res, &mut obj)?;
+        opts.validate_fields(res, &mut obj)?;
         let body_name = meta::name(&obj).to_string();
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -289,6 +312,7 @@ impl Registry {
             }
             let mut patched = patched;
             check_type(res, &mut patched)?;
+            opts.validate_fields(res, &mut patched)?;
             if meta::name(&patched) != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",

@@ -55,14 +55,19 @@ impl Kubectl {
 impl TestServer {
     /// A server on the embedded store in a fresh temp dir.
     pub async fn start() -> TestServer {
+        Self::start_sized(kube_apiserver::watchcache::DEFAULT_HISTORY).await
+    }
+
+    /// A server whose watch caches keep only `history` events.
+    pub async fn start_sized(history: usize) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let store = ferrokube_storage::embedded::EmbeddedStore::open(&data).expect("open store");
-        Self::start_with(dir, store).await
+        Self::start_with(dir, store, history).await
     }
 
     /// A server on the given store; `dir` holds the PKI and kubeconfig.
-    pub async fn start_with(dir: tempfile::TempDir, store: Arc<dyn Store>) -> TestServer {
+    pub async fn start_with(dir: tempfile::TempDir, store: Arc<dyn Store>, history: usize) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let url = format!("https://127.0.0.1:{}", addr.port());
@@ -84,6 +89,7 @@ impl TestServer {
             service_cluster_ip_range: "10.96.0.0/12".into(),
             service_node_port_range: (30000, 32767),
             compaction_interval: std::time::Duration::ZERO,
+            watch_cache_size: history,
         };
         let app = server::build(config, store).await.expect("build server");
         let serving = app.clone();

@@ -161,3 +161,65 @@ impl TestServer {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// A real etcd (Debian's etcd-server) on free loopback ports in a temp dir, killed on drop.
+pub struct Etcd {
+    child: std::process::Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Etcd {
+    pub async fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let child = Command::new("etcd")
+            .args([
+                "--data-dir",
+                path_str(&dir.path().join("etcd")),
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--quota-backend-bytes",
+                "8589934592",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd (Debian etcd-server)");
+        let etcd = Etcd { child, endpoint, _dir: dir };
+        // Bounded: etcd answers within a few seconds or the test fails.
+        for _ in 0..400 {
+            if let Ok(mut c) = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
+                if c.status().await.is_ok() {
+                    return etcd;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("etcd did not answer");
+    }
+
+    /// An apiserver on this etcd.
+    pub async fn apiserver(&self) -> TestServer {
+        let store = ferrokube_storage::etcd::EtcdStore::connect(&[self.endpoint.clone()], "")
+            .await
+            .expect("connect etcd store");
+        TestServer::start_with(tempfile::tempdir().expect("tempdir"), store, kube_apiserver::watchcache::DEFAULT_HISTORY).await
+    }
+}

@@ -1,8 +1,9 @@
 //! Machinery shared by ferrokube components: label and field selectors, resource quantities,
-//! and the three patch formats the apiserver accepts.
+//! the three patch formats the apiserver accepts, and the Kubernetes protobuf encoding.
 
 pub mod fields;
 pub mod labels;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod schema;

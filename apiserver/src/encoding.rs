@@ -119,6 +119,7 @@ pub enum BodyFormat {
     MergePatch,
     StrategicMergePatch,
     ApplyPatch,
+    Protobuf,
 }
 
 pub fn body_format(content_type: Option<&str>) -> Option<BodyFormat> {
@@ -136,6 +137,7 @@ pub fn body_format(content_type: Option<&str>) -> Option<BodyFormat> {
         "application/merge-patch+json" => BodyFormat::MergePatch,
         "application/strategic-merge-patch+json" => BodyFormat::StrategicMergePatch,
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => BodyFormat::ApplyPatch,
+        "application/vnd.kubernetes.protobuf" => BodyFormat::Protobuf,
         _ => return None,
     })
 }
@@ -150,6 +152,8 @@ pub fn decode(body: &[u8], format: BodyFormat) -> ApiResult<Value> {
                 .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?;
             Ok(v)
         }
+        BodyFormat::Protobuf => ferrokube_common::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("unable to decode the protobuf body: {e}"))),
         _ => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "couldn't get version/kind; json parse error: {e}"

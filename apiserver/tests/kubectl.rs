@@ -206,7 +206,7 @@ async fn patch_label_annotate_scale_edit() {
 async fn delete_by_name_label_and_orphan() {
     let s = TestServer::start().await;
     for (name, tier) in [("a", "x"), ("b", "x"), ("c", "y")] {
-        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{tier: {tier}}}\ndata: {{k: v}}\n");
+        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{tier: \"{tier}\"}}\ndata: {{k: v}}\n");
         let f = s.write(&format!("{name}.yaml"), &cm);
         s.kubectl(&["create", "-f", path_str(&f)]).await.expect_ok("create cm");
     }

@@ -204,10 +204,10 @@ async fn read_raw(req: Req) -> ApiResult<(Value, Bytes)> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let format = match encoding::body_format(ct.as_deref()) {
-        Some(f @ (BodyFormat::Json | BodyFormat::Yaml)) => f,
+        Some(f @ (BodyFormat::Json | BodyFormat::Yaml | BodyFormat::Protobuf)) => f,
         _ => {
             return Err(ApiError::unsupported_media_type(
-                "application/json, application/yaml",
+                "application/json, application/yaml, application/vnd.kubernetes.protobuf",
             ))
         }
     };

@@ -16,6 +16,12 @@ async fn ensure(app: &App, group: &str, version: &str, plural: &str, namespace: 
         .table
         .lookup(group, version, plural)
         .ok_or_else(|| crate::status::ApiError::internal(format!("{plural} not served")))?;
+    // Look first: creating again would also try to allocate again (the Service's ClusterIP).
+    match app.registry.get(&res, namespace, crate::meta::name(&obj), None).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
     match app.registry.create(&res, namespace, obj, &WriteOptions::default()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),

@@ -325,3 +325,4 @@ async fn discovery_through_kube_rs() {
     let stream = kube::Api::<ConfigMap>::all(s.client().await).watch(&WatchParams::default().timeout(1), "0").await.unwrap();
     let _ = stream.take(1).collect::<Vec<_>>().await;
 }
+

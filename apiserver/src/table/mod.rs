@@ -56,6 +56,12 @@ impl Column {
 pub trait Printer: Sync {
     fn columns(&self) -> &'static [Column];
     fn cells(&self, obj: &Value) -> Vec<Value>;
+    /// The row's `conditions` (upstream marks finished pods `Completed`), if any.
+    fn row_conditions(&self, _obj: &Value) -> Option<Value> {
+        None
+    }
+    /// Reorders the rows of a list, for the few kinds whose upstream printer sorts them.
+    fn order(&self, _objs: &mut [&Value]) {}
 }
 
 struct DefaultPrinter;
@@ -97,7 +103,13 @@ pub fn partial_metadata(obj: &Value) -> Value {
 
 /// Renders objects as a Table. `include_object` is the request's includeObject (None,
 /// Metadata or Object).
-pub fn to_table(res: &Resource, objs: &[&Value], list_meta: &Value, include_object: &str, _watch: bool) -> Value {
+pub fn to_table(
+    res: &Resource,
+    objs: &[&Value],
+    list_meta: &Value,
+    include_object: &str,
+    _watch: bool,
+) -> Value {
     let printer = printer_for(res);
     let columns: Vec<Value> = printer
         .columns()
@@ -112,10 +124,15 @@ pub fn to_table(res: &Resource, objs: &[&Value], list_meta: &Value, include_obje
             })
         })
         .collect();
+    let mut objs: Vec<&Value> = objs.to_vec();
+    printer.order(&mut objs);
     let rows: Vec<Value> = objs
         .iter()
         .map(|obj| {
             let mut row = json!({ "cells": printer.cells(obj) });
+            if let Some(conditions) = printer.row_conditions(obj) {
+                row["conditions"] = conditions;
+            }
             match include_object {
                 "None" => {}
                 "Object" => row["object"] = (*obj).clone(),

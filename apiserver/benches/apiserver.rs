@@ -58,7 +58,9 @@ impl Stats {
         l[((l.len() as f64 - 1.0) * p).round() as usize]
     }
     fn row(&self, what: &str, reference: Option<f64>) -> String {
-        let ratio = reference.map(|r| format!("{:.0}%", 100.0 * self.rate() / r)).unwrap_or_else(|| "—".into());
+        let ratio = reference
+            .map(|r| format!("{:.0}%", 100.0 * self.rate() / r))
+            .unwrap_or_else(|| "—".into());
         format!(
             "| {what} | {:.0}/s | {:.2} ms | {:.2} ms | {ratio} |",
             self.rate(),
@@ -99,11 +101,17 @@ where
     for t in tasks {
         latencies.extend(t.await.expect("bench task"));
     }
-    Stats { ops: n, elapsed: start.elapsed(), latencies }
+    Stats {
+        ops: n,
+        elapsed: start.elapsed(),
+        latencies,
+    }
 }
 
 async fn raw_etcd(endpoint: &str) -> (Stats, Stats) {
-    let client = etcd_client::Client::connect([endpoint], None).await.expect("connect");
+    let client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .expect("connect");
     let value = serde_json::to_vec(&pod(0)).expect("json");
     let c = client.clone();
     let v = value.clone();
@@ -111,7 +119,9 @@ async fn raw_etcd(endpoint: &str) -> (Stats, Stats) {
         let mut c = c.clone();
         let v = v.clone();
         async move {
-            c.put(format!("/raw/pods/default/pod-{i:06}"), v, None).await.expect("put");
+            c.put(format!("/raw/pods/default/pod-{i:06}"), v, None)
+                .await
+                .expect("put");
         }
     })
     .await;
@@ -119,7 +129,9 @@ async fn raw_etcd(endpoint: &str) -> (Stats, Stats) {
     let ranges = run(GETS, move |i| {
         let mut c = c.clone();
         async move {
-            c.get(format!("/raw/pods/default/pod-{:06}", i % CREATES), None).await.expect("range");
+            c.get(format!("/raw/pods/default/pod-{:06}", i % CREATES), None)
+                .await
+                .expect("range");
         }
     })
     .await;
@@ -130,14 +142,21 @@ async fn raw_etcd(endpoint: &str) -> (Stats, Stats) {
 #[allow(dead_code)]
 mod common;
 
-async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64), out: &mut Vec<String>) {
+async fn apiserver(
+    name: &str,
+    server: &common::TestServer,
+    reference: (f64, f64),
+    out: &mut Vec<String>,
+) {
     let client = server.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let p = pods.clone();
     let creates = run(CREATES, move |i| {
         let p = p.clone();
         async move {
-            p.create(&PostParams::default(), &pod(i)).await.expect("create");
+            p.create(&PostParams::default(), &pod(i))
+                .await
+                .expect("create");
         }
     })
     .await;
@@ -146,7 +165,9 @@ async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64
     let gets = run(GETS, move |i| {
         let p = p.clone();
         async move {
-            p.get(&format!("pod-{:06}", i % CREATES)).await.expect("get");
+            p.get(&format!("pod-{:06}", i % CREATES))
+                .await
+                .expect("get");
         }
     })
     .await;
@@ -154,7 +175,10 @@ async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64
 
     // Lists: grow to 1,000 then 10,000 pods, timing each list shape a few times.
     for target in [1_000usize, 10_000] {
-        let have = pods.list(&ListParams::default().limit(1)).await.expect("count");
+        let have = pods
+            .list(&ListParams::default().limit(1))
+            .await
+            .expect("count");
         let existing = have.items.len() + have.metadata.remaining_item_count.unwrap_or(0) as usize;
         if existing > target {
             continue;
@@ -164,12 +188,17 @@ async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64
         run(target - existing, move |i| {
             let p = p.clone();
             async move {
-                p.create(&PostParams::default(), &pod(base + i)).await.expect("fill");
+                p.create(&PostParams::default(), &pod(base + i))
+                    .await
+                    .expect("fill");
             }
         })
         .await;
         for (label, params) in [
-            ("cached list (resourceVersion=0)", ListParams::default().match_any()),
+            (
+                "cached list (resourceVersion=0)",
+                ListParams::default().match_any(),
+            ),
             ("consistent list", ListParams::default()),
         ] {
             let mut lat = Vec::new();
@@ -181,17 +210,31 @@ async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64
                 assert!(l.items.len() >= target);
                 lat.push(t.elapsed());
             }
-            let stats = Stats { ops: rounds, elapsed: start.elapsed(), latencies: lat };
+            let stats = Stats {
+                ops: rounds,
+                elapsed: start.elapsed(),
+                latencies: lat,
+            };
             out.push(stats.row(&format!("{name}: {label} of {target} pods"), None));
         }
     }
 
     // Watch fan-out: 100 watchers, each event timed from its create's start to arrival.
-    let rv = pods.list(&ListParams::default().limit(1)).await.expect("rv").metadata.resource_version.expect("rv");
-    let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
+    let rv = pods
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("rv")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> =
+        Default::default();
     let mut watchers = Vec::new();
     for _ in 0..WATCHERS {
-        let stream = pods.watch(&WatchParams::default().labels("app=watched"), &rv).await.expect("watch");
+        let stream = pods
+            .watch(&WatchParams::default().labels("app=watched"), &rv)
+            .await
+            .expect("watch");
         let sent = sent.clone();
         watchers.push(tokio::spawn(async move {
             let mut stream = stream.boxed();
@@ -214,21 +257,35 @@ async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64
     let start = Instant::now();
     for i in 0..WATCH_EVENTS {
         let mut p = pod(900_000 + i);
-        p.metadata.labels.get_or_insert_with(Default::default).insert("app".into(), "watched".into());
-        sent.lock().unwrap().insert(p.metadata.name.clone().unwrap_or_default(), Instant::now());
-        pods.create(&PostParams::default(), &p).await.expect("create watched");
+        p.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("app".into(), "watched".into());
+        sent.lock()
+            .unwrap()
+            .insert(p.metadata.name.clone().unwrap_or_default(), Instant::now());
+        pods.create(&PostParams::default(), &p)
+            .await
+            .expect("create watched");
     }
     let mut latencies = Vec::new();
     for w in watchers {
         latencies.extend(w.await.expect("watcher"));
     }
     let delivered = latencies.len();
-    let stats = Stats { ops: delivered, elapsed: start.elapsed(), latencies };
+    let stats = Stats {
+        ops: delivered,
+        elapsed: start.elapsed(),
+        latencies,
+    };
     out.push(stats.row(&format!("{name}: watch fan-out, {WATCHERS} watchers x {WATCH_EVENTS} events (delivered/s, create→event)"), None));
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let etcd = common::Etcd::start().await;
         let (puts, ranges) = raw_etcd(&etcd.endpoint).await;

@@ -47,7 +47,9 @@ pub async fn admit_create(reg: &Registry, res: &Resource, obj: &Value) -> ApiRes
                 resource: &res.plural,
                 name: meta::name(obj),
             },
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         );
         if let Some(d) = e.details.as_mut() {
             d["causes"] = json!([{

@@ -25,9 +25,15 @@ pub struct Cidr {
 
 impl Cidr {
     pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (addr, bits) = s.split_once('/').ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("invalid CIDR address: {s}"))?;
-        let bits: u8 = bits.parse().map_err(|_| format!("invalid CIDR address: {s}"))?;
+        let (addr, bits) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
         if bits > 30 {
             return Err(format!("the service CIDR {s} is too small"));
         }
@@ -104,7 +110,9 @@ fn is_service(res: &Resource) -> bool {
 }
 
 fn service_type(svc: &Value) -> &str {
-    meta::path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP")
+    meta::path(svc, "spec.type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
 }
 
 fn wants_node_ports(svc: &Value) -> bool {
@@ -112,7 +120,10 @@ fn wants_node_ports(svc: &Value) -> bool {
 }
 
 fn port_protocol(port: &Value) -> String {
-    port.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string()
+    port.get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("TCP")
+        .to_string()
 }
 
 impl Allocators {
@@ -177,7 +188,9 @@ impl Allocators {
             }
         } else if asked == "None" {
             set_cluster_ips(svc, "None");
-        } else if let Some(old_ip) = old_ip.filter(|_| old.is_some_and(|o| service_type(o) != "ExternalName")) {
+        } else if let Some(old_ip) =
+            old_ip.filter(|_| old.is_some_and(|o| service_type(o) != "ExternalName"))
+        {
             // Once set, the address stays (validation rejects a change).
             if asked.is_empty() {
                 set_cluster_ips(svc, &old_ip);
@@ -228,7 +241,8 @@ impl Allocators {
                         if old_ports.contains(&key) {
                             continue;
                         }
-                        if n > u16::MAX as u64 || n16 < self.node_ports.0 || n16 > self.node_ports.1 {
+                        if n > u16::MAX as u64 || n16 < self.node_ports.0 || n16 > self.node_ports.1
+                        {
                             errs.push(FieldError::invalid(
                                 format!("spec.ports[{i}].nodePort"),
                                 n,
@@ -289,7 +303,13 @@ impl Allocators {
     }
 
     /// Claims `asked`, or a free address when it is empty. Errors are upstream's detail text.
-    async fn claim_ip(&self, reg: &Registry, svc: &Value, asked: &str, dry_run: bool) -> Result<String, String> {
+    async fn claim_ip(
+        &self,
+        reg: &Registry,
+        svc: &Value,
+        asked: &str,
+        dry_run: bool,
+    ) -> Result<String, String> {
         let claim = |ip: String| async move {
             if dry_run {
                 return match reg.store.get(&ip_key(&ip)).await {
@@ -323,9 +343,9 @@ impl Allocators {
                 .map(|_| ip)
         };
         if !asked.is_empty() {
-            let ip: Ipv4Addr = asked
-                .parse()
-                .map_err(|_| "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".to_string())?;
+            let ip: Ipv4Addr = asked.parse().map_err(|_| {
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".to_string()
+            })?;
             if !self.service_cidr.contains(ip) || u32::from(ip) == self.service_cidr.base {
                 return Err(format!(
                     "the provided IP ({asked}) is not in the valid range. The range of valid IPs is {}",

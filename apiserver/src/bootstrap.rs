@@ -8,21 +8,37 @@ use crate::registry::WriteOptions;
 use crate::server::App;
 use crate::status::ApiResult;
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates an object unless it already exists.
-async fn ensure(app: &App, group: &str, version: &str, plural: &str, namespace: Option<&str>, obj: Value) -> ApiResult<()> {
+async fn ensure(
+    app: &App,
+    group: &str,
+    version: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
     let res = app
         .table
         .lookup(group, version, plural)
         .ok_or_else(|| crate::status::ApiError::internal(format!("{plural} not served")))?;
     // Look first: creating again would also try to allocate again (the Service's ClusterIP).
-    match app.registry.get(&res, namespace, crate::meta::name(&obj), None).await {
+    match app
+        .registry
+        .get(&res, namespace, crate::meta::name(&obj), None)
+        .await
+    {
         Ok(_) => return Ok(()),
         Err(e) if e.code == 404 => {}
         Err(e) => return Err(e),
     }
-    match app.registry.create(&res, namespace, obj, &WriteOptions::default()).await {
+    match app
+        .registry
+        .create(&res, namespace, obj, &WriteOptions::default())
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -30,7 +46,14 @@ async fn ensure(app: &App, group: &str, version: &str, plural: &str, namespace: 
 }
 
 /// Replaces an object's content (kept in step with the server's own address).
-async fn ensure_current(app: &App, group: &str, version: &str, plural: &str, namespace: Option<&str>, obj: Value) -> ApiResult<()> {
+async fn ensure_current(
+    app: &App,
+    group: &str,
+    version: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
     let res = app
         .table
         .lookup(group, version, plural)
@@ -46,7 +69,14 @@ async fn ensure_current(app: &App, group: &str, version: &str, plural: &str, nam
             }
             if merged != current {
                 app.registry
-                    .update(&res, namespace, &name, None, merged, &WriteOptions::default())
+                    .update(
+                        &res,
+                        namespace,
+                        &name,
+                        None,
+                        merged,
+                        &WriteOptions::default(),
+                    )
                     .await?;
             }
             Ok(())
@@ -58,9 +88,16 @@ async fn ensure_current(app: &App, group: &str, version: &str, plural: &str, nam
 
 pub async fn run(app: &App) -> anyhow::Result<()> {
     for ns in SYSTEM_NAMESPACES {
-        ensure(app, "", "v1", "namespaces", None, json!({"metadata": {"name": ns}}))
-            .await
-            .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
+        ensure(
+            app,
+            "",
+            "v1",
+            "namespaces",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
     }
 
     let cidr = app.registry.alloc.service_cidr;

@@ -82,7 +82,9 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 ];
 
 fn core_event_to_events(obj: Value) -> Value {
-    let Value::Object(mut src) = obj else { return obj };
+    let Value::Object(mut src) = obj else {
+        return obj;
+    };
     let mut dst = Map::new();
     dst.insert("kind".into(), json!("Event"));
     dst.insert("apiVersion".into(), json!("events.k8s.io/v1"));
@@ -91,7 +93,9 @@ fn core_event_to_events(obj: Value) -> Value {
 }
 
 fn events_to_core_event(obj: Value) -> Value {
-    let Value::Object(mut src) = obj else { return obj };
+    let Value::Object(mut src) = obj else {
+        return obj;
+    };
     let mut dst = Map::new();
     dst.insert("kind".into(), json!("Event"));
     dst.insert("apiVersion".into(), json!("v1"));
@@ -114,7 +118,9 @@ fn annotations_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 fn take_annotation(obj: &mut Value, key: &str) -> Option<Value> {
     let ann = annotations_mut(obj);
-    let v = ann.remove(key).and_then(|v| v.as_str().and_then(|s| serde_json::from_str(s).ok()));
+    let v = ann
+        .remove(key)
+        .and_then(|v| v.as_str().and_then(|s| serde_json::from_str(s).ok()));
     if ann.is_empty() {
         crate::meta::remove(obj, "annotations");
     }
@@ -129,14 +135,22 @@ fn is_cpu_utilization(metric: &Value) -> bool {
 
 fn hpa_v2_to_v1(mut obj: Value) -> Value {
     obj["apiVersion"] = json!("autoscaling/v1");
-    let spec = obj.get_mut("spec").and_then(Value::as_object_mut).map(std::mem::take).unwrap_or_default();
+    let spec = obj
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
     let mut v1_spec = Map::new();
     for f in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
         if let Some(v) = spec.get(f) {
             v1_spec.insert(f.into(), v.clone());
         }
     }
-    let metrics = spec.get("metrics").and_then(Value::as_array).cloned().unwrap_or_default();
+    let metrics = spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut others = Vec::new();
     for m in metrics {
         if is_cpu_utilization(&m) {
@@ -149,23 +163,41 @@ fn hpa_v2_to_v1(mut obj: Value) -> Value {
         }
     }
     if !others.is_empty() {
-        annotations_mut(&mut obj).insert(HPA_METRICS.into(), json!(Value::Array(others).to_string()));
+        annotations_mut(&mut obj)
+            .insert(HPA_METRICS.into(), json!(Value::Array(others).to_string()));
     }
     if let Some(b) = spec.get("behavior") {
         annotations_mut(&mut obj).insert(HPA_BEHAVIOR.into(), json!(b.to_string()));
     }
     obj["spec"] = Value::Object(v1_spec);
 
-    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut).map(std::mem::take) {
+    if let Some(status) = obj
+        .get_mut("status")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+    {
         let mut v1 = Map::new();
-        for f in ["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"] {
+        for f in [
+            "observedGeneration",
+            "lastScaleTime",
+            "currentReplicas",
+            "desiredReplicas",
+        ] {
             if let Some(v) = status.get(f) {
                 v1.insert(f.into(), v.clone());
             }
         }
         let mut others = Vec::new();
-        for m in status.get("currentMetrics").and_then(Value::as_array).cloned().unwrap_or_default() {
-            if m["type"] == "Resource" && m["resource"]["name"] == "cpu" && m["resource"]["current"].get("averageUtilization").is_some() {
+        for m in status
+            .get("currentMetrics")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            if m["type"] == "Resource"
+                && m["resource"]["name"] == "cpu"
+                && m["resource"]["current"].get("averageUtilization").is_some()
+            {
                 v1.insert(
                     "currentCPUUtilizationPercentage".into(),
                     m["resource"]["current"]["averageUtilization"].clone(),
@@ -175,9 +207,15 @@ fn hpa_v2_to_v1(mut obj: Value) -> Value {
             }
         }
         if !others.is_empty() {
-            annotations_mut(&mut obj).insert(HPA_CURRENT_METRICS.into(), json!(Value::Array(others).to_string()));
+            annotations_mut(&mut obj).insert(
+                HPA_CURRENT_METRICS.into(),
+                json!(Value::Array(others).to_string()),
+            );
         }
-        if let Some(c) = status.get("conditions").filter(|c| c.as_array().is_some_and(|a| !a.is_empty())) {
+        if let Some(c) = status
+            .get("conditions")
+            .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+        {
             annotations_mut(&mut obj).insert(HPA_CONDITIONS.into(), json!(c.to_string()));
         }
         obj["status"] = Value::Object(v1);
@@ -193,7 +231,11 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
     let behavior = take_annotation(&mut obj, HPA_BEHAVIOR);
     let current = take_annotation(&mut obj, HPA_CURRENT_METRICS);
     let conditions = take_annotation(&mut obj, HPA_CONDITIONS);
-    let spec = obj.get_mut("spec").and_then(Value::as_object_mut).map(std::mem::take).unwrap_or_default();
+    let spec = obj
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
     let mut v2 = Map::new();
     for f in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
         if let Some(v) = spec.get(f) {
@@ -213,14 +255,25 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
         v2.insert("behavior".into(), b);
     }
     obj["spec"] = Value::Object(v2);
-    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut).map(std::mem::take) {
+    if let Some(status) = obj
+        .get_mut("status")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+    {
         let mut v2s = Map::new();
-        for f in ["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"] {
+        for f in [
+            "observedGeneration",
+            "lastScaleTime",
+            "currentReplicas",
+            "desiredReplicas",
+        ] {
             if let Some(v) = status.get(f) {
                 v2s.insert(f.into(), v.clone());
             }
         }
-        let mut cur = current.and_then(|v| v.as_array().cloned()).unwrap_or_default();
+        let mut cur = current
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
         if let Some(cpu) = status.get("currentCPUUtilizationPercentage") {
             cur.insert(
                 0,
@@ -259,7 +312,10 @@ mod tests {
             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "d"}, "minReplicas": 1, "maxReplicas": 5,
                      "targetCPUUtilizationPercentage": 50}});
         let v2 = hpa_v1_to_v2(v1.clone());
-        assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 50);
+        assert_eq!(
+            v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            50
+        );
         assert_eq!(hpa_v2_to_v1(v2), v1);
     }
 }

@@ -11,14 +11,18 @@ use crate::server::App;
 use crate::status::{ApiError, ApiResult};
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 /// Which aggregated discovery version the client accepts, if any, in its order of preference.
 fn aggregated_version(accept: &str) -> Option<&'static str> {
     for range in accept.split(',') {
         let params: Vec<&str> = range.split(';').map(str::trim).collect();
         let has = |p: &str| params.iter().any(|x| x.eq_ignore_ascii_case(p));
-        if !params.first().is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        if !params
+            .first()
+            .is_some_and(|e| e.eq_ignore_ascii_case("application/json"))
+        {
             continue;
         }
         if has("g=apidiscovery.k8s.io") && has("as=APIGroupDiscoveryList") {
@@ -41,13 +45,25 @@ pub fn serve(
     version: Option<&str>,
 ) -> ApiResult<Response<Body>> {
     let table = &app.table;
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     match (group, version) {
         (None, _) => {
             if let Some(v) = aggregated_version(accept) {
                 let doc = aggregated(table, legacy, v);
-                let ct = if v == "v2" { AGGREGATED_V2 } else { AGGREGATED_V2BETA1 };
-                return Ok(bytes_response(StatusCode::OK, serde_json::to_vec(&doc).unwrap_or_default().into(), ct));
+                let ct = if v == "v2" {
+                    AGGREGATED_V2
+                } else {
+                    AGGREGATED_V2BETA1
+                };
+                return Ok(bytes_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&doc).unwrap_or_default().into(),
+                    ct,
+                ));
             }
             if legacy {
                 Ok(respond(
@@ -93,7 +109,11 @@ pub fn serve(
             if rows.is_empty() {
                 return Err(ApiError::path_not_found());
             }
-            let group_version = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+            let group_version = if g.is_empty() {
+                v.to_string()
+            } else {
+                format!("{g}/{v}")
+            };
             let mut resources = Vec::new();
             for r in &rows {
                 resources.push(legacy_resource(r));
@@ -164,7 +184,11 @@ fn aggregated(table: &ResourceTable, legacy: bool, version: &str) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = table.in_group_version(&g, v).iter().map(|r| aggregated_resource(r)).collect();
+                    let resources: Vec<Value> = table
+                        .in_group_version(&g, v)
+                        .iter()
+                        .map(|r| aggregated_resource(r))
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -202,7 +226,9 @@ fn aggregated_resource(r: &Resource) -> Value {
             .subresources
             .iter()
             .map(|s| {
-                let (g, v, k) = s.kind.unwrap_or((r.group.as_str(), r.version.as_str(), r.kind.as_str()));
+                let (g, v, k) =
+                    s.kind
+                        .unwrap_or((r.group.as_str(), r.version.as_str(), r.kind.as_str()));
                 json!({
                     "subresource": s.name,
                     "responseKind": {"group": g, "version": v, "kind": k},

@@ -96,7 +96,9 @@ pub fn negotiate(accept: Option<&str>, allow_table: bool) -> ApiResult<Negotiate
                 Shape::Table
             }
             Some("PartialObjectMetadata") | Some("PartialObjectMetadataList") => {
-                if param("g") != Some("meta.k8s.io") || !matches!(param("v"), Some("v1") | Some("v1beta1")) {
+                if param("g") != Some("meta.k8s.io")
+                    || !matches!(param("v"), Some("v1") | Some("v1beta1"))
+                {
                     continue;
                 }
                 Shape::Metadata
@@ -148,16 +150,15 @@ pub fn decode(body: &[u8], format: BodyFormat) -> ApiResult<Value> {
         BodyFormat::Yaml | BodyFormat::ApplyPatch => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
-            let v: Value = serde_yaml_ng::from_str(text)
-                .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?;
+            let v: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: {e}"))
+            })?;
             Ok(v)
         }
         BodyFormat::Protobuf => ferrokube_common::protobuf::decode(body)
             .map_err(|e| ApiError::bad_request(format!("unable to decode the protobuf body: {e}"))),
         _ => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {e}"
-            ))
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
     }
 }
@@ -166,7 +167,9 @@ pub fn decode(body: &[u8], format: BodyFormat) -> ApiResult<Value> {
 pub fn encode(value: &Value, format: Format) -> Vec<u8> {
     match format {
         Format::Json => serde_json::to_vec(value).unwrap_or_default(),
-        Format::Yaml => serde_yaml_ng::to_string(value).unwrap_or_default().into_bytes(),
+        Format::Yaml => serde_yaml_ng::to_string(value)
+            .unwrap_or_default()
+            .into_bytes(),
     }
 }
 
@@ -182,13 +185,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n.shape, Shape::Table);
-        let n = negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"), false).unwrap();
+        let n = negotiate(
+            Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+            false,
+        )
+        .unwrap();
         assert_eq!(n.shape, Shape::Object);
     }
 
     #[test]
     fn protobuf_only_is_not_acceptable() {
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf"), true).unwrap_err().code, 406);
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf"), true)
+                .unwrap_err()
+                .code,
+            406
+        );
         let n = negotiate(Some("application/vnd.kubernetes.protobuf, */*"), true).unwrap();
         assert_eq!(n.format, Format::Json);
     }

@@ -31,7 +31,9 @@ impl Mode {
     }
 }
 
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Result<Value, String> {
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+    v: &Value,
+) -> Result<Value, String> {
     let typed: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     serde_json::to_value(typed).map_err(|e| e.to_string())
 }
@@ -57,7 +59,11 @@ fn unknown_paths(original: &Value, decoded: &Value, path: &str, out: &mut Vec<St
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match d.get(k) {
                     Some(dv) => unknown_paths(v, dv, &p, out),
                     None => out.push(p),
@@ -101,12 +107,22 @@ fn prune(obj: &mut Value, decoded: &Value) {
 }
 
 /// Checks (and prunes) an object of a built-in kind. Returns the warnings to send back.
-pub fn check(obj: &mut Value, group: &str, version: &str, kind: &str, mode: Mode) -> ApiResult<Vec<String>> {
+pub fn check(
+    obj: &mut Value,
+    group: &str,
+    version: &str,
+    kind: &str,
+    mode: Mode,
+) -> ApiResult<Vec<String>> {
     let Some(result) = typed_round_trip(group, version, kind, obj) else {
         return Ok(Vec::new());
     };
     let decoded = result.map_err(|e| {
-        let qualified = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        let qualified = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
         ApiError::bad_request(format!(
             "{kind} in version \"{qualified}\" cannot be handled as a {kind}: {e}"
         ))
@@ -117,7 +133,10 @@ pub fn check(obj: &mut Value, group: &str, version: &str, kind: &str, mode: Mode
         return Ok(Vec::new());
     }
     prune(obj, &decoded);
-    let messages: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
     match mode {
         Mode::Ignore => Ok(Vec::new()),
         Mode::Warn => Ok(messages),
@@ -153,35 +172,65 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = std::collections::HashSet::new();
             while let Some(key) = map.next_key::<String>()? {
-                let p = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+                let p = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
                 if !seen.insert(key) {
-                    self.out.borrow_mut().push(format!("duplicate field \"{p}\""));
+                    self.out
+                        .borrow_mut()
+                        .push(format!("duplicate field \"{p}\""));
                 }
-                map.next_value_seed(Walker { path: p, out: self.out })?;
+                map.next_value_seed(Walker {
+                    path: p,
+                    out: self.out,
+                })?;
             }
             Ok(())
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let mut i = 0;
             while seq
-                .next_element_seed(Walker { path: format!("{}[{i}]", self.path), out: self.out })?
+                .next_element_seed(Walker {
+                    path: format!("{}[{i}]", self.path),
+                    out: self.out,
+                })?
                 .is_some()
             {
                 i += 1;
             }
             Ok(())
         }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> { Ok(()) }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> { Ok(()) }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> { Ok(()) }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> { Ok(()) }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> { Ok(()) }
-        fn visit_unit<E>(self) -> Result<(), E> { Ok(()) }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
     }
 
     let out = std::cell::RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(body);
-    let _ = serde::de::DeserializeSeed::deserialize(Walker { path: String::new(), out: &out }, &mut de);
+    let _ = serde::de::DeserializeSeed::deserialize(
+        Walker {
+            path: String::new(),
+            out: &out,
+        },
+        &mut de,
+    );
     out.into_inner()
 }
 
@@ -195,12 +244,17 @@ mod tests {
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
             "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolice": "x"}], "nodeName": null}});
         let warnings = check(&mut pod, "", "v1", "Pod", Mode::Warn).unwrap();
-        assert_eq!(warnings, vec![
-            "unknown field \"metadata.bogus\"".to_string(),
-            "unknown field \"spec.containers[0].imagePullPolice\"".to_string(),
-        ]);
+        assert_eq!(
+            warnings,
+            vec![
+                "unknown field \"metadata.bogus\"".to_string(),
+                "unknown field \"spec.containers[0].imagePullPolice\"".to_string(),
+            ]
+        );
         assert!(pod["metadata"].get("bogus").is_none());
-        assert!(pod["spec"]["containers"][0].get("imagePullPolice").is_none());
+        assert!(pod["spec"]["containers"][0]
+            .get("imagePullPolice")
+            .is_none());
     }
 
     #[test]
@@ -208,14 +262,30 @@ mod tests {
         let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 1, "x": 1}});
         let e = check(&mut d, "apps", "v1", "Deployment", Mode::Strict).unwrap_err();
         assert_eq!(e.code, 400);
-        assert!(e.message.contains("strict decoding error: unknown field \"spec.x\""), "{}", e.message);
+        assert!(
+            e.message
+                .contains("strict decoding error: unknown field \"spec.x\""),
+            "{}",
+            e.message
+        );
         let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": "two"}});
-        assert_eq!(check(&mut d, "apps", "v1", "Deployment", Mode::Ignore).unwrap_err().code, 400);
+        assert_eq!(
+            check(&mut d, "apps", "v1", "Deployment", Mode::Ignore)
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 
     #[test]
     fn duplicates_in_the_raw_body() {
         let d = duplicate_fields(br#"{"a": 1, "b": {"c": 1, "c": 2}, "a": 3}"#);
-        assert_eq!(d, vec!["duplicate field \"b.c\"".to_string(), "duplicate field \"a\"".to_string()]);
+        assert_eq!(
+            d,
+            vec![
+                "duplicate field \"b.c\"".to_string(),
+                "duplicate field \"a\"".to_string()
+            ]
+        );
     }
 }

@@ -11,7 +11,11 @@ use ferrokube_storage::Store;
 use kube_apiserver::{pki, server};
 
 #[derive(Parser)]
-#[command(name = "kube-apiserver", version, about = "ferrokube's Kubernetes API server")]
+#[command(
+    name = "kube-apiserver",
+    version,
+    about = "ferrokube's Kubernetes API server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -100,7 +104,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if s == "0" {
         return Ok(std::time::Duration::ZERO);
     }
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or("a duration needs a unit (ms, s, m, h)")?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or("a duration needs a unit (ms, s, m, h)")?;
     let (n, unit) = s.split_at(split);
     let n: f64 = n.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
@@ -114,7 +120,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16)> {
-    let (a, b) = s.split_once('-').context("--service-node-port-range must look like 30000-32767")?;
+    let (a, b) = s
+        .split_once('-')
+        .context("--service-node-port-range must look like 30000-32767")?;
     let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
     if a > b {
         bail!("--service-node-port-range: {a} is above {b}");
@@ -126,9 +134,16 @@ async fn open_store(flags: &ServeFlags) -> Result<Arc<dyn Store>> {
     Ok(match flags.storage_backend.as_str() {
         "embedded" => {
             let dir = flags.data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || ferrokube_storage::embedded::EmbeddedStore::open(&dir))
-                .await?
-                .map_err(|e| anyhow::anyhow!("opening the embedded store in {}: {e}", flags.data_dir.display()))?;
+            let store = tokio::task::spawn_blocking(move || {
+                ferrokube_storage::embedded::EmbeddedStore::open(&dir)
+            })
+            .await?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "opening the embedded store in {}: {e}",
+                    flags.data_dir.display()
+                )
+            })?;
             store
         }
         "etcd" => {
@@ -145,16 +160,24 @@ async fn open_store(flags: &ServeFlags) -> Result<Arc<dyn Store>> {
 
 async fn serve(flags: ServeFlags) -> Result<()> {
     if flags.authorization_mode != "AlwaysAllow" {
-        bail!("--authorization-mode {} is not available yet: only AlwaysAllow", flags.authorization_mode);
+        bail!(
+            "--authorization-mode {} is not available yet: only AlwaysAllow",
+            flags.authorization_mode
+        );
     }
-    let (Some(cert), Some(key)) = (flags.tls_cert_file.clone(), flags.tls_private_key_file.clone()) else {
+    let (Some(cert), Some(key)) = (
+        flags.tls_cert_file.clone(),
+        flags.tls_private_key_file.clone(),
+    ) else {
         bail!("--tls-cert-file and --tls-private-key-file are required (kube-apiserver pki writes them)");
     };
-    let advertise = flags.advertise_address.unwrap_or(if flags.bind_address.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        flags.bind_address
-    });
+    let advertise = flags
+        .advertise_address
+        .unwrap_or(if flags.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            flags.bind_address
+        });
     let config = server::Config {
         tls_cert_file: cert,
         tls_private_key_file: key,
@@ -167,9 +190,12 @@ async fn serve(flags: ServeFlags) -> Result<()> {
         watch_cache_size: flags.default_watch_cache_size,
     };
     let store = open_store(&flags).await?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(flags.bind_address, flags.secure_port))
-        .await
-        .with_context(|| format!("listening on {}:{}", flags.bind_address, flags.secure_port))?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(flags.bind_address, flags.secure_port))
+            .await
+            .with_context(|| {
+                format!("listening on {}:{}", flags.bind_address, flags.secure_port)
+            })?;
     let app = server::build(config, store).await?;
     tracing::info!("serving on https://{}", listener.local_addr()?);
     server::serve(app, listener).await
@@ -177,14 +203,19 @@ async fn serve(flags: ServeFlags) -> Result<()> {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Some(Command::Pki(p)) => {
-            let cidr = kube_apiserver::alloc::Cidr::parse(&p.service_cluster_ip_range).map_err(anyhow::Error::msg)?;
+            let cidr = kube_apiserver::alloc::Cidr::parse(&p.service_cluster_ip_range)
+                .map_err(anyhow::Error::msg)?;
             pki::generate(&pki::PkiOptions {
                 dir: p.dir,
                 hosts: p.hosts,

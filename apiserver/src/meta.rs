@@ -61,7 +61,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -72,7 +76,12 @@ pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
     } else {
         m.insert(
             "finalizers".into(),
-            Value::Array(finalizers.iter().map(|f| Value::String(f.clone())).collect()),
+            Value::Array(
+                finalizers
+                    .iter()
+                    .map(|f| Value::String(f.clone()))
+                    .collect(),
+            ),
         );
     }
 }

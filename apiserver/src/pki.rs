@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// What to put in the PKI.
@@ -99,12 +99,19 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
     }
     serving.subject_alt_names = sans;
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    serving.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     validity(&mut serving, 365);
     let serving_key = KeyPair::generate()?;
     let serving_cert = serving.signed_by(&serving_key, &issuer)?;
     write(&dir.join("apiserver.crt"), &serving_cert.pem(), false)?;
-    write(&dir.join("apiserver.key"), &serving_key.serialize_pem(), true)?;
+    write(
+        &dir.join("apiserver.key"),
+        &serving_key.serialize_pem(),
+        true,
+    )?;
 
     let (admin_cert, admin_key) = client_cert(&issuer, "kubernetes-admin", &["system:masters"])?;
     write(&dir.join("admin.crt"), &admin_cert, false)?;
@@ -127,7 +134,11 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
 }
 
 /// A client certificate signed by the CA: CN is the user, O entries its groups.
-pub fn client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) -> Result<(String, String)> {
+pub fn client_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    user: &str,
+    groups: &[&str],
+) -> Result<(String, String)> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, user);
@@ -136,7 +147,10 @@ pub fn client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) ->
     }
     params.distinguished_name = dn;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     validity(&mut params, 365);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
@@ -156,7 +170,14 @@ fn b64(s: &str) -> String {
 }
 
 /// A kubeconfig with embedded credentials.
-pub fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
+pub fn kubeconfig(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
     format!(
         "apiVersion: v1
 kind: Config

@@ -51,7 +51,11 @@ impl App {
 /// Builds the application on a store: loads the caches and creates the system objects.
 pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Arc<App>> {
     let table = Arc::new(ResourceTable::new(builtin_resources()));
-    let mut prefixes: Vec<String> = table.all().iter().filter_map(|r| r.key_prefix(None)).collect();
+    let mut prefixes: Vec<String> = table
+        .all()
+        .iter()
+        .filter_map(|r| r.key_prefix(None))
+        .collect();
     prefixes.sort();
     prefixes.dedup();
     let cache = WatchCache::start(store.clone(), prefixes, config.watch_cache_size).await?;
@@ -120,7 +124,8 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig> {
     ))?
     .context("no private key found")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let mut server = match &config.client_ca_file {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -130,10 +135,15 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig> {
                 roots.add(cert?)?;
             }
             // Clients without a certificate may still use a token, or reach public paths.
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()?;
-            builder.with_client_cert_verifier(verifier).with_single_cert(certs, key)?
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)?
         }
         None => builder.with_no_client_auth().with_single_cert(certs, key)?,
     };
@@ -156,7 +166,12 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
         let app = app.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake with {peer}: {e}");
@@ -181,7 +196,9 @@ where
 {
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();
-        let user = cert_user.clone().or_else(|| app.tokens.authenticate(req.headers()));
+        let user = cert_user
+            .clone()
+            .or_else(|| app.tokens.authenticate(req.headers()));
         async move { Ok::<_, std::convert::Infallible>(crate::http::handle(app, req, user).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -64,7 +64,11 @@ impl FieldError {
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Required, field, None, detail)
     }
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(value.into()), detail)
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -73,14 +77,23 @@ impl FieldError {
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::new(FieldErrorKind::Duplicate, field, Some(value.into()), "")
     }
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
         let detail = if supported.is_empty() {
             String::new()
         } else {
             let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
             format!("supported values: {}", quoted.join(", "))
         };
-        Self::new(FieldErrorKind::NotSupported, field, Some(value.into()), detail)
+        Self::new(
+            FieldErrorKind::NotSupported,
+            field,
+            Some(value.into()),
+            detail,
+        )
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
         Self::new(
@@ -98,11 +111,25 @@ impl FieldError {
             format!("must have at most {max} items"),
         )
     }
-    pub fn type_invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
-        Self::new(FieldErrorKind::TypeInvalid, field, Some(value.into()), detail)
+    pub fn type_invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            FieldErrorKind::TypeInvalid,
+            field,
+            Some(value.into()),
+            detail,
+        )
     }
 
-    fn new(kind: FieldErrorKind, field: impl Into<String>, value: Option<Value>, detail: impl Into<String>) -> Self {
+    fn new(
+        kind: FieldErrorKind,
+        field: impl Into<String>,
+        value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldError {
             kind,
             field: field.into(),
@@ -150,7 +177,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     /// Set on the 410 for a compacted continue token: where an inconsistent list resumes.
     pub continue_token: Option<String>,
 }
@@ -201,7 +228,7 @@ impl ApiError {
     }
 
     fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -215,22 +242,39 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
     pub fn not_found(s: Subject) -> Self {
-        Self::new(404, "NotFound", format!("{} {:?} not found", s.qualified(), s.name)).with_details(s.details())
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {:?} not found", s.qualified(), s.name),
+        )
+        .with_details(s.details())
     }
     /// A 404 for a path the server does not serve at all.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
     pub fn already_exists(s: Subject) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {:?} already exists", s.qualified(), s.name))
-            .with_details(s.details())
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {:?} already exists", s.qualified(), s.name),
+        )
+        .with_details(s.details())
     }
     pub fn conflict(s: Subject, why: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {:?}: {why}", s.qualified(), s.name),
+            format!(
+                "Operation cannot be fulfilled on {} {:?}: {why}",
+                s.qualified(),
+                s.name
+            ),
         )
         .with_details(s.details())
     }
@@ -269,11 +313,20 @@ impl ApiError {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {list}")).with_details(details)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} {name:?} is invalid: {list}"),
+        )
+        .with_details(details)
     }
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+        .with_details(json!({}))
     }
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
@@ -292,7 +345,11 @@ impl ApiError {
         )
     }
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(504, "Timeout", message)
@@ -316,7 +373,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            status["details"] = d.clone();
+            status["details"] = (**d).clone();
         }
         if let Some(token) = &self.continue_token {
             status["metadata"]["continue"] = json!(token);
@@ -329,7 +386,10 @@ impl From<ferrokube_storage::Error> for ApiError {
     fn from(e: ferrokube_storage::Error) -> Self {
         use ferrokube_storage::Error as E;
         match e {
-            E::Compacted { requested, compacted } => ApiError::too_old(requested, compacted + 1),
+            E::Compacted {
+                requested,
+                compacted,
+            } => ApiError::too_old(requested, compacted + 1),
             E::FutureRevision { requested, current } => ApiError::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),

@@ -32,7 +32,11 @@ pub async fn serve(
     let _ = &user;
     let sub = info.subresource.as_deref().unwrap_or("");
     let name = info.name.as_deref().unwrap_or("");
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let format = encoding::negotiate(accept.as_deref(), false)?.format;
     match (sub, info.verb) {
         ("scale", _) => scale(&app, req, res, namespace, name, info.verb, &query, format).await,
@@ -50,13 +54,19 @@ pub async fn serve(
         ("status" | "finalize" | "approval" | "ephemeralcontainers" | "resize", "update") => {
             let opts = crate::http::write_options(&query)?;
             let body = crate::http::resource_body(req).await?;
-            let (obj, _) = app.registry.update(res, namespace, name, Some(sub), body, &opts).await?;
+            let (obj, _) = app
+                .registry
+                .update(res, namespace, name, Some(sub), body, &opts)
+                .await?;
             Ok(respond(StatusCode::OK, &obj, format))
         }
         ("status" | "approval" | "ephemeralcontainers" | "resize", "patch") => {
             let opts = crate::http::write_options(&query)?;
             let (kind, patch) = crate::http::patch_body(req).await?;
-            let obj = app.registry.patch(res, namespace, name, Some(sub), kind, &patch, &opts).await?;
+            let obj = app
+                .registry
+                .patch(res, namespace, name, Some(sub), kind, &patch, &opts)
+                .await?;
             Ok(respond(StatusCode::OK, &obj, format))
         }
         (other, _) => {
@@ -135,16 +145,20 @@ async fn scale(
     };
     let replicas = match meta::path(&wanted, "spec.replicas") {
         None | Some(Value::Null) => 0,
-        Some(v) => v.as_i64().ok_or_else(|| {
-            ApiError::bad_request("Scale.spec.replicas must be an integer")
-        })?,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("Scale.spec.replicas must be an integer"))?,
     };
     if replicas < 0 {
         return Err(ApiError::invalid(
             "autoscaling",
             "Scale",
             name,
-            &[FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+            &[FieldError::invalid(
+                "spec.replicas",
+                replicas,
+                "must be greater than or equal to 0",
+            )],
         ));
     }
     let mut patch = json!({ "spec": { "replicas": replicas } });
@@ -163,7 +177,9 @@ fn apply_scale_patch(current: &Value, kind: PatchKind, patch: &Value) -> ApiResu
     let mut target = current.clone();
     let result = match kind {
         PatchKind::Json => ferrokube_common::patch::json_patch(&mut target, patch).map(|_| target),
-        PatchKind::Merge => ferrokube_common::patch::merge_patch(&mut target, patch).map(|_| target),
+        PatchKind::Merge => {
+            ferrokube_common::patch::merge_patch(&mut target, patch).map(|_| target)
+        }
         PatchKind::Strategic => ferrokube_common::patch::strategic_merge_patch(
             current,
             patch,
@@ -186,8 +202,15 @@ pub async fn bind(
         .table
         .lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let name = if pod_name.is_empty() { meta::name(&binding).to_string() } else { pod_name.to_string() };
-    let node = meta::path(&binding, "target.name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = if pod_name.is_empty() {
+        meta::name(&binding).to_string()
+    } else {
+        pod_name.to_string()
+    };
+    let node = meta::path(&binding, "target.name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
             "",
@@ -199,21 +222,41 @@ pub async fn bind(
     let pod = app.registry.get(&pods, namespace, &name, None).await?;
     if meta::deletion_timestamp(&pod).is_some() {
         return Err(ApiError::conflict(
-            Subject { group: "", resource: "pods", name: &name },
+            Subject {
+                group: "",
+                resource: "pods",
+                name: &name,
+            },
             "pod is being deleted, cannot be assigned to a host",
         ));
     }
-    if let Some(existing) = meta::path(&pod, "spec.nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+    if let Some(existing) = meta::path(&pod, "spec.nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
         return Err(ApiError::conflict(
-            Subject { group: "", resource: "pods", name: &name },
+            Subject {
+                group: "",
+                resource: "pods",
+                name: &name,
+            },
             &format!("pod {name} is already assigned to node {existing:?}"),
         ));
     }
-    let uid_pre = meta::path(&binding, "metadata.uid").and_then(Value::as_str).unwrap_or("");
+    let uid_pre = meta::path(&binding, "metadata.uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !uid_pre.is_empty() && uid_pre != meta::uid(&pod) {
         return Err(ApiError::conflict(
-            Subject { group: "", resource: "pods", name: &name },
-            &format!("Precondition failed: UID in precondition: {uid_pre}, UID in object meta: {}", meta::uid(&pod)),
+            Subject {
+                group: "",
+                resource: "pods",
+                name: &name,
+            },
+            &format!(
+                "Precondition failed: UID in precondition: {uid_pre}, UID in object meta: {}",
+                meta::uid(&pod)
+            ),
         ));
     }
     let mut updated = pod.clone();
@@ -229,7 +272,9 @@ pub async fn bind(
     }
     updated["status"]["conditions"] = json!(conditions);
     // Binding writes spec and status together, so it goes through a raw update of both.
-    app.registry.bind_pod(&pods, namespace, &name, &pod, updated, &opts).await?;
+    app.registry
+        .bind_pod(&pods, namespace, &name, &pod, updated, &opts)
+        .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(respond(StatusCode::CREATED, &status, Format::Json))
 }

@@ -64,10 +64,16 @@ pub fn validate_metadata(obj: &Value, rule: NameRule, namespaced: bool) -> Vec<F
             }
         }
     } else if !namespace.is_empty() {
-        errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
 
-    for (field, key) in [("metadata.labels", "labels"), ("metadata.annotations", "annotations")] {
+    for (field, key) in [
+        ("metadata.labels", "labels"),
+        ("metadata.annotations", "annotations"),
+    ] {
         match m.get(key) {
             None | Some(Value::Null) => {}
             Some(Value::Object(map)) => {
@@ -95,7 +101,11 @@ pub fn validate_metadata(obj: &Value, rule: NameRule, namespaced: bool) -> Vec<F
                     errs.push(FieldError::new_too_long_total(field, TOTAL_ANNOTATION_SIZE));
                 }
             }
-            Some(other) => errs.push(FieldError::type_invalid(field, other.clone(), "must be an object")),
+            Some(other) => errs.push(FieldError::type_invalid(
+                field,
+                other.clone(),
+                "must be an object",
+            )),
         }
     }
 
@@ -132,7 +142,11 @@ pub fn validate_metadata(obj: &Value, rule: NameRule, namespaced: bool) -> Vec<F
                 ));
             } else {
                 for msg in labels::validate_qualified_name(s) {
-                    errs.push(FieldError::invalid(format!("metadata.finalizers[{i}]"), s, msg));
+                    errs.push(FieldError::invalid(
+                        format!("metadata.finalizers[{i}]"),
+                        s,
+                        msg,
+                    ));
                 }
             }
         }
@@ -143,8 +157,14 @@ pub fn validate_metadata(obj: &Value, rule: NameRule, namespaced: bool) -> Vec<F
 /// Metadata fields an update may not change, as upstream's ValidateObjectMetaUpdate.
 pub fn validate_metadata_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    for (field, path) in [("name", "metadata.name"), ("namespace", "metadata.namespace")] {
-        let (n, o) = (meta::str_field(new, field).unwrap_or(""), meta::str_field(old, field).unwrap_or(""));
+    for (field, path) in [
+        ("name", "metadata.name"),
+        ("namespace", "metadata.namespace"),
+    ] {
+        let (n, o) = (
+            meta::str_field(new, field).unwrap_or(""),
+            meta::str_field(old, field).unwrap_or(""),
+        );
         if n != o {
             errs.push(FieldError::invalid(path, n, "field is immutable"));
         }

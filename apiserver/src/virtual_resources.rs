@@ -24,21 +24,31 @@ fn user_info(user: &User) -> Value {
 }
 
 /// POST to a review (or `bindings`): the request object comes back with its status filled.
-pub async fn create(app: &App, res: &Resource, namespace: Option<&str>, mut body: Value, user: &User) -> ApiResult<Value> {
+pub async fn create(
+    app: &App,
+    res: &Resource,
+    namespace: Option<&str>,
+    mut body: Value,
+    user: &User,
+) -> ApiResult<Value> {
     body["apiVersion"] = json!(res.api_version());
     body["kind"] = json!(res.kind);
     match res.kind.as_str() {
         "Binding" => {
             let name = crate::meta::name(&body).to_string();
             crate::subresources::bind(app, namespace, &name, body.clone(), &[]).await?;
-            Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+            Ok(
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            )
         }
         "SelfSubjectReview" => {
             body["status"] = json!({"userInfo": user_info(user)});
             Ok(body)
         }
         "TokenReview" => {
-            let token = crate::meta::path(&body, "spec.token").and_then(Value::as_str).unwrap_or("");
+            let token = crate::meta::path(&body, "spec.token")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if token.is_empty() {
                 return Err(ApiError::invalid(
                     "authentication.k8s.io",
@@ -52,14 +62,17 @@ pub async fn create(app: &App, res: &Resource, namespace: Option<&str>, mut body
                 headers.insert(http::header::AUTHORIZATION, v);
             }
             body["status"] = match app.tokens.authenticate(&headers) {
-                Some(u) => json!({"authenticated": true, "user": user_info(&u), "audiences": body["spec"]["audiences"].clone()}),
+                Some(u) => {
+                    json!({"authenticated": true, "user": user_info(&u), "audiences": body["spec"]["audiences"].clone()})
+                }
                 None => json!({"authenticated": false, "error": "token not recognised"}),
             };
             Ok(body)
         }
         "SubjectAccessReview" | "LocalSubjectAccessReview" | "SelfSubjectAccessReview" => {
             let spec = body.get("spec").cloned().unwrap_or(Value::Null);
-            let has_attrs = spec.get("resourceAttributes").is_some() || spec.get("nonResourceAttributes").is_some();
+            let has_attrs = spec.get("resourceAttributes").is_some()
+                || spec.get("nonResourceAttributes").is_some();
             if !has_attrs {
                 return Err(ApiError::invalid(
                     &res.group,
@@ -73,7 +86,9 @@ pub async fn create(app: &App, res: &Resource, namespace: Option<&str>, mut body
                 ));
             }
             if res.kind == "LocalSubjectAccessReview" {
-                let ns = spec["resourceAttributes"]["namespace"].as_str().unwrap_or("");
+                let ns = spec["resourceAttributes"]["namespace"]
+                    .as_str()
+                    .unwrap_or("");
                 if Some(ns) != namespace {
                     return Err(ApiError::bad_request(format!(
                         "spec.resourceAttributes.namespace must match namespace: {}",
@@ -115,6 +130,8 @@ pub async fn read(app: &App, res: &Resource, name: Option<&str>) -> ApiResult<Va
     match name {
         Some("etcd-0") => Ok(item),
         Some(other) => Err(crate::registry::not_found(res, other)),
-        None => Ok(json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": [item]})),
+        None => Ok(
+            json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": [item]}),
+        ),
     }
 }

@@ -192,7 +192,9 @@ impl Cache {
                     state.objects.remove(&event.object.key);
                 }
                 _ => {
-                    state.objects.insert(event.object.key.clone(), event.object.clone());
+                    state
+                        .objects
+                        .insert(event.object.key.clone(), event.object.clone());
                 }
             }
             state.applied = event.revision;
@@ -218,7 +220,11 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Loads every object under the given prefixes and starts following the store.
-    pub async fn start(store: Arc<dyn Store>, prefixes: Vec<String>, history_size: usize) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        prefixes: Vec<String>,
+        history_size: usize,
+    ) -> anyhow::Result<Arc<Self>> {
         let loaded = store
             .list("/registry/", ListOptions::default())
             .await
@@ -226,7 +232,10 @@ impl WatchCache {
         let revision = loaded.revision;
         let mut caches = HashMap::new();
         for prefix in prefixes {
-            caches.insert(prefix.clone(), Arc::new(Cache::new(prefix, revision, history_size)));
+            caches.insert(
+                prefix.clone(),
+                Arc::new(Cache::new(prefix, revision, history_size)),
+            );
         }
         let (revision_tx, revision_rx) = watch::channel(revision);
         let this = Arc::new(WatchCache {
@@ -236,8 +245,15 @@ impl WatchCache {
             revision_rx,
         });
         for kv in &loaded.items {
-            if let (Some(cache), Some(obj)) = (this.cache_for_key(&kv.key), CachedObject::from_kv(kv)) {
-                cache.state.write().unwrap().objects.insert(kv.key.clone(), Arc::new(obj));
+            if let (Some(cache), Some(obj)) =
+                (this.cache_for_key(&kv.key), CachedObject::from_kv(kv))
+            {
+                cache
+                    .state
+                    .write()
+                    .unwrap()
+                    .objects
+                    .insert(kv.key.clone(), Arc::new(obj));
             }
         }
         let follower = this.clone();

@@ -21,7 +21,12 @@ impl Drop for Apiserver {
 fn start(dir: &std::path::Path, port: u16) -> Apiserver {
     let pki = dir.join("pki");
     let child = Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
-        .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+        ])
         .arg("--tls-cert-file")
         .arg(pki.join("apiserver.crt"))
         .arg("--tls-private-key-file")
@@ -39,7 +44,9 @@ fn start(dir: &std::path::Path, port: u16) -> Apiserver {
 
 async fn client(dir: &std::path::Path) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("pki/admin.kubeconfig")).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     kube::Client::try_from(config).unwrap()
 }
 
@@ -58,7 +65,11 @@ async fn ready(client: &kube::Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_lose_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     kube_apiserver::pki::generate(&kube_apiserver::pki::PkiOptions {
         dir: dir.path().join("pki"),
         hosts: vec![],
@@ -75,7 +86,10 @@ async fn sigkill_and_restart_lose_nothing_acknowledged() {
         ready(&c).await;
         let api: Api<ConfigMap> = Api::namespaced(c, "default");
         for i in 0..50 {
-            let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm{i}")}, "data": {"i": i.to_string()}})).unwrap();
+            let cm: ConfigMap = serde_json::from_value(
+                json!({"metadata": {"name": format!("cm{i}")}, "data": {"i": i.to_string()}}),
+            )
+            .unwrap();
             let created = api.create(&PostParams::default(), &cm).await.unwrap();
             acknowledged.push((format!("cm{i}"), created.metadata.resource_version.unwrap()));
         }
@@ -91,5 +105,14 @@ async fn sigkill_and_restart_lose_nothing_acknowledged() {
         assert_eq!(got.metadata.resource_version.as_ref(), Some(rv), "{name}");
     }
     let svc: Api<Service> = Api::namespaced(c, "default");
-    assert_eq!(svc.get("kubernetes").await.unwrap().spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(
+        svc.get("kubernetes")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .as_deref(),
+        Some("10.96.0.1")
+    );
 }

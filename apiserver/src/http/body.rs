@@ -19,19 +19,28 @@ where
     S: Stream<Item = Bytes> + Send + Sync + 'static,
 {
     use futures::StreamExt;
-    BodyExt::boxed(StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b)))))
+    BodyExt::boxed(StreamBody::new(
+        stream.map(|b| Ok::<_, Infallible>(Frame::data(b))),
+    ))
 }
 
 /// Reads a request body, refusing more than `limit` bytes.
-pub async fn read_limited(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, crate::status::ApiError> {
+pub async fn read_limited(
+    body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<Bytes, crate::status::ApiError> {
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(crate::status::ApiError::too_large())
             } else {
-                Err(crate::status::ApiError::bad_request(format!("reading the request body: {e}")))
+                Err(crate::status::ApiError::bad_request(format!(
+                    "reading the request body: {e}"
+                )))
             }
         }
     }

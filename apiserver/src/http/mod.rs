@@ -12,7 +12,10 @@ use http::{header, Request, Response, StatusCode};
 use serde_json::Value;
 
 pub use body::{full, Body};
-pub use resource::{read_checked, read_object as resource_body, read_patch as patch_body, with_warnings, write_options};
+pub use resource::{
+    read_checked, read_object as resource_body, read_patch as patch_body, with_warnings,
+    write_options,
+};
 
 use crate::authn::User;
 use crate::encoding::{self, Format};
@@ -32,11 +35,18 @@ pub fn query_pairs(req: &Request<hyper::body::Incoming>) -> Vec<(String, String)
 }
 
 pub fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Answers one request.
-pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>, user: Option<User>) -> Response<Body> {
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<hyper::body::Incoming>,
+    user: Option<User>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = query_pairs(&req);
     let watch = matches!(query_value(&query, "watch"), Some("true") | Some("1"));
@@ -50,9 +60,11 @@ pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>, user: Op
 
     let result = match target {
         Target::NonResource(path) => nonresource::serve(&app, &req, &path, &query).await,
-        Target::Discovery { legacy, group, version } => {
-            crate::discovery::serve(&app, &req, legacy, group.as_deref(), version.as_deref())
-        }
+        Target::Discovery {
+            legacy,
+            group,
+            version,
+        } => crate::discovery::serve(&app, &req, legacy, group.as_deref(), version.as_deref()),
         Target::Resource(info) => resource::serve(app.clone(), req, info, query, user).await,
     };
     match result {
@@ -63,7 +75,11 @@ pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>, user: Op
 
 /// A JSON or YAML response with the given status.
 pub fn respond(status: StatusCode, value: &Value, format: Format) -> Response<Body> {
-    bytes_response(status, Bytes::from(encoding::encode(value, format)), format.content_type())
+    bytes_response(
+        status,
+        Bytes::from(encoding::encode(value, format)),
+        format.content_type(),
+    )
 }
 
 pub fn bytes_response(status: StatusCode, bytes: Bytes, content_type: &str) -> Response<Body> {

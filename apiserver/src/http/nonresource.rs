@@ -49,17 +49,27 @@ pub async fn serve(
                 }
             }
             paths.sort();
-            Ok(respond(StatusCode::OK, &json!({ "paths": paths }), Format::Json))
+            Ok(respond(
+                StatusCode::OK,
+                &json!({ "paths": paths }),
+                Format::Json,
+            ))
         }
         p if p == "/openapi/v2" || p == "/openapi/v3" || p.starts_with("/openapi/v3/") => {
             crate::openapi::serve(app, req, p)
         }
-        p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+        p if p.starts_with("/healthz/")
+            || p.starts_with("/livez/")
+            || p.starts_with("/readyz/") =>
+        {
             let (base, check) = p[1..].split_once('/').unwrap_or(("", ""));
             let checks = checks(app, base).await;
             match checks.iter().find(|(name, _)| *name == check) {
                 Some((_, Ok(()))) => Ok(text(StatusCode::OK, "ok")),
-                Some((_, Err(e))) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &format!("internal server error: {e}"))),
+                Some((_, Err(e))) => Ok(text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("internal server error: {e}"),
+                )),
                 None => Err(ApiError::path_not_found()),
             }
         }
@@ -74,28 +84,60 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 /// The named checks behind one health endpoint.
 async fn checks(app: &App, endpoint: &str) -> Vec<(&'static str, Result<(), String>)> {
     let mut out = vec![("ping", Ok(())), ("log", Ok(()))];
-    let store = app.registry.store.current_revision().await.map(|_| ()).map_err(|e| e.to_string());
+    let store = app
+        .registry
+        .store
+        .current_revision()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     out.push(("etcd", store));
     if endpoint == "readyz" {
-        let cache = app.registry.cache.sync().await.map(|_| ()).map_err(|e| e.to_string());
+        let cache = app
+            .registry
+            .cache
+            .sync()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         out.push(("watch-cache", cache));
-        let bootstrapped = if app.bootstrapped() { Ok(()) } else { Err("not finished".to_string()) };
+        let bootstrapped = if app.bootstrapped() {
+            Ok(())
+        } else {
+            Err("not finished".to_string())
+        };
         out.push(("poststarthook/bootstrap-controller", bootstrapped));
     }
     out
 }
 
-async fn health(app: &App, endpoint: &str, query: &[(String, String)]) -> ApiResult<Response<Body>> {
+async fn health(
+    app: &App,
+    endpoint: &str,
+    query: &[(String, String)],
+) -> ApiResult<Response<Body>> {
     let name = &endpoint[1..];
     let checks = checks(app, name).await;
-    let excluded: Vec<&str> = query.iter().filter(|(k, _)| k == "exclude").map(|(_, v)| v.as_str()).collect();
+    let excluded: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "exclude")
+        .map(|(_, v)| v.as_str())
+        .collect();
     let failed = checks
         .iter()
         .any(|(n, r)| r.is_err() && !excluded.contains(n));
     let verbose = query_value(query, "verbose").is_some();
-    let status = if failed { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+    let status = if failed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
     if !verbose {
-        let body = if failed { format!("{name} check failed") } else { "ok".to_string() };
+        let body = if failed {
+            format!("{name} check failed")
+        } else {
+            "ok".to_string()
+        };
         return Ok(text(status, &body));
     }
     let mut body = String::new();

@@ -34,16 +34,29 @@ pub async fn serve(
     if !res.namespaced && info.namespace.is_some() && res.plural != "namespaces" {
         return Err(ApiError::path_not_found());
     }
-    let namespace = if res.plural == "namespaces" { None } else { info.namespace.clone() };
+    let namespace = if res.plural == "namespaces" {
+        None
+    } else {
+        info.namespace.clone()
+    };
 
     if let Some(sub) = &info.subresource {
         let Some(s) = res.subresources.iter().find(|s| s.name == sub) else {
             return Err(ApiError::path_not_found());
         };
-        if !s.verbs.contains(&info.verb) && !(info.verb == "create" && s.verbs.contains(&"create")) {
+        if !s.verbs.contains(&info.verb) {
             return Err(ApiError::method_not_allowed());
         }
-        return crate::subresources::serve(app, req, &res, namespace.as_deref(), &info, query, user).await;
+        return crate::subresources::serve(
+            app,
+            req,
+            &res,
+            namespace.as_deref(),
+            &info,
+            query,
+            user,
+        )
+        .await;
     }
     if info.verb.is_empty() || !res.allows(info.verb) {
         return Err(ApiError::method_not_allowed());
@@ -51,7 +64,9 @@ pub async fn serve(
     if crate::virtual_resources::is_virtual(&res) {
         if info.verb == "create" {
             let body = read_object(req).await?;
-            let out = crate::virtual_resources::create(&app, &res, namespace.as_deref(), body, &user).await?;
+            let out =
+                crate::virtual_resources::create(&app, &res, namespace.as_deref(), body, &user)
+                    .await?;
             return Ok(respond(StatusCode::CREATED, &out, Format::Json));
         }
         let out = crate::virtual_resources::read(&app, &res, info.name.as_deref()).await?;
@@ -69,7 +84,12 @@ pub async fn serve(
             let name = info.name.as_deref().unwrap_or("");
             let obj = app
                 .registry
-                .get(&res, namespace, name, query_value(&query, "resourceVersion"))
+                .get(
+                    &res,
+                    namespace,
+                    name,
+                    query_value(&query, "resourceVersion"),
+                )
                 .await?;
             Ok(single(&res, obj, negotiated, &query, StatusCode::OK))
         }
@@ -79,22 +99,41 @@ pub async fn serve(
             let opts = write_options(&query)?;
             let obj = read_checked(req, &opts).await?;
             let created = app.registry.create(&res, namespace, obj, &opts).await?;
-            Ok(with_warnings(single(&res, created, negotiated, &query, StatusCode::CREATED), &opts))
+            Ok(with_warnings(
+                single(&res, created, negotiated, &query, StatusCode::CREATED),
+                &opts,
+            ))
         }
         "update" => {
             let opts = write_options(&query)?;
             let name = info.name.as_deref().unwrap_or("");
             let obj = read_checked(req, &opts).await?;
-            let (stored, created) = app.registry.update(&res, namespace, name, None, obj, &opts).await?;
-            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(with_warnings(single(&res, stored, negotiated, &query, code), &opts))
+            let (stored, created) = app
+                .registry
+                .update(&res, namespace, name, None, obj, &opts)
+                .await?;
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                single(&res, stored, negotiated, &query, code),
+                &opts,
+            ))
         }
         "patch" => {
             let opts = write_options(&query)?;
             let name = info.name.as_deref().unwrap_or("");
             let (kind, patch) = read_patch(req).await?;
-            let out = app.registry.patch(&res, namespace, name, None, kind, &patch, &opts).await?;
-            Ok(with_warnings(single(&res, out, negotiated, &query, StatusCode::OK), &opts))
+            let out = app
+                .registry
+                .patch(&res, namespace, name, None, kind, &patch, &opts)
+                .await?;
+            Ok(with_warnings(
+                single(&res, out, negotiated, &query, StatusCode::OK),
+                &opts,
+            ))
         }
         "delete" => {
             let opts = write_options(&query)?;
@@ -103,9 +142,15 @@ pub async fn serve(
             // Upstream answers 202 only for a pending delete that asked for cascading through
             // the deprecated orphanDependents=false; everything else is a 200.
             let cascading = options.get("orphanDependents") == Some(&json!(false));
-            match app.registry.delete(&res, namespace, name, &options, &opts).await? {
+            match app
+                .registry
+                .delete(&res, namespace, name, &options, &opts)
+                .await?
+            {
                 DeleteOutcome::Deleted(v) => Ok(respond(StatusCode::OK, &v, negotiated.format)),
-                DeleteOutcome::Pending(v) if cascading => Ok(respond(StatusCode::ACCEPTED, &v, negotiated.format)),
+                DeleteOutcome::Pending(v) if cascading => {
+                    Ok(respond(StatusCode::ACCEPTED, &v, negotiated.format))
+                }
                 DeleteOutcome::Pending(v) => Ok(respond(StatusCode::OK, &v, negotiated.format)),
             }
         }
@@ -117,7 +162,11 @@ pub async fn serve(
             let mut deleted = Vec::new();
             for obj in page.items {
                 let ns = crate::meta::namespace(&obj.value).to_string();
-                let ns = if ns.is_empty() { None } else { Some(ns.as_str()) };
+                let ns = if ns.is_empty() {
+                    None
+                } else {
+                    Some(ns.as_str())
+                };
                 match app
                     .registry
                     .delete(&res, ns, crate::meta::name(&obj.value), &options, &opts)
@@ -165,7 +214,11 @@ pub fn write_options(query: &[(String, String)]) -> ApiResult<WriteOptions> {
 /// Reads a JSON or YAML object body, reporting duplicate fields as field validation says.
 pub async fn read_checked(req: Req, opts: &WriteOptions) -> ApiResult<Value> {
     let is_json = matches!(
-        encoding::body_format(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())),
+        encoding::body_format(
+            req.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+        ),
         Some(BodyFormat::Json)
     );
     let (value, raw) = read_raw(req).await?;
@@ -173,7 +226,10 @@ pub async fn read_checked(req: Req, opts: &WriteOptions) -> ApiResult<Value> {
         let dups = crate::fieldvalidation::duplicate_fields(&raw);
         if !dups.is_empty() {
             if opts.field_validation == crate::fieldvalidation::Mode::Strict {
-                return Err(ApiError::bad_request(format!("strict decoding error: {}", dups.join(", "))));
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    dups.join(", ")
+                )));
             }
             opts.warn(dups);
         }
@@ -271,9 +327,9 @@ async fn delete_options(req: Req, query: &[(String, String)]) -> ApiResult<Value
     for (k, v) in query {
         match k.as_str() {
             "gracePeriodSeconds" => {
-                let n: i64 = v
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {v:?}")))?;
+                let n: i64 = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds {v:?}"))
+                })?;
                 options["gracePeriodSeconds"] = json!(n);
             }
             "propagationPolicy" => options["propagationPolicy"] = json!(v),
@@ -285,13 +341,25 @@ async fn delete_options(req: Req, query: &[(String, String)]) -> ApiResult<Value
 }
 
 /// The response for one object in the negotiated shape.
-pub fn single(res: &Resource, obj: Value, n: Negotiated, query: &[(String, String)], code: StatusCode) -> Response<Body> {
+pub fn single(
+    res: &Resource,
+    obj: Value,
+    n: Negotiated,
+    query: &[(String, String)],
+    code: StatusCode,
+) -> Response<Body> {
     match n.shape {
         Shape::Object => respond(code, &obj, n.format),
         Shape::Metadata => respond(code, &crate::table::partial_metadata(&obj), n.format),
         Shape::Table => {
             let include = query_value(query, "includeObject").unwrap_or("Metadata");
-            let table = crate::table::to_table(res, &[&obj], &json!({"resourceVersion": crate::meta::resource_version(&obj)}), include, false);
+            let table = crate::table::to_table(
+                res,
+                &[&obj],
+                &json!({"resourceVersion": crate::meta::resource_version(&obj)}),
+                include,
+                false,
+            );
             respond(code, &table, n.format)
         }
     }
@@ -317,14 +385,22 @@ async fn list(
     let needs_conversion = crate::convert::storage_version(res) != res.api_version();
     match n.shape {
         Shape::Table => {
-            converted = page.items.iter().map(|o| app.registry.convert_out(res, o.value.clone())).collect();
+            converted = page
+                .items
+                .iter()
+                .map(|o| app.registry.convert_out(res, o.value.clone()))
+                .collect();
             let refs: Vec<&Value> = converted.iter().collect();
             let include = query_value(query, "includeObject").unwrap_or("Metadata");
             let table = crate::table::to_table(res, &refs, &list_meta, include, false);
             Ok(respond(StatusCode::OK, &table, n.format))
         }
         Shape::Metadata => {
-            let items: Vec<Value> = page.items.iter().map(|o| crate::table::partial_metadata(&o.value)).collect();
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|o| crate::table::partial_metadata(&o.value))
+                .collect();
             let list = json!({
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": "meta.k8s.io/v1",
@@ -341,7 +417,11 @@ async fn list(
             ))
         }
         Shape::Object => {
-            let items: Vec<Value> = page.items.iter().map(|o| app.registry.convert_out(res, o.value.clone())).collect();
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|o| app.registry.convert_out(res, o.value.clone()))
+                .collect();
             let list = json!({
                 "kind": res.list_kind,
                 "apiVersion": res.api_version(),

@@ -44,7 +44,9 @@ pub async fn serve(
     let prefix = res
         .key_prefix(if res.namespaced { namespace } else { None })
         .ok_or_else(ApiError::method_not_allowed)?;
-    let cache_prefix = res.key_prefix(None).ok_or_else(ApiError::method_not_allowed)?;
+    let cache_prefix = res
+        .key_prefix(None)
+        .ok_or_else(ApiError::method_not_allowed)?;
     let cache = app
         .registry
         .cache
@@ -56,11 +58,11 @@ pub async fn serve(
     };
 
     let rv = q.revision()?;
-    let initial = match (rv, q.send_initial_events) {
-        (_, Some(true)) => true,
-        (None | Some(0), None) => true,
-        _ => false,
-    };
+    // Without a resourceVersion (or from "0") a watch starts with the current state.
+    let initial = matches!(
+        (rv, q.send_initial_events),
+        (_, Some(true)) | (None | Some(0), None)
+    );
     if q.send_initial_events.is_some() {
         if q.resource_version_match.as_deref() != Some("NotOlderThan") {
             return Err(ApiError::invalid(
@@ -106,7 +108,9 @@ pub async fn serve(
         query: q,
         prefix,
         shape: n.shape,
-        include_object: super::query_value(query, "includeObject").unwrap_or("Metadata").to_string(),
+        include_object: super::query_value(query, "includeObject")
+            .unwrap_or("Metadata")
+            .to_string(),
     };
     match cache.subscribe(from, initial) {
         Err(oldest) => {
@@ -158,7 +162,8 @@ impl Watcher {
                 return;
             }
         }
-        let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        let mut bookmarks =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             tokio::select! {
                 ev = sub.live.recv() => match ev {
@@ -208,7 +213,10 @@ impl Watcher {
     }
 
     fn matches(&self, obj: &CachedObject) -> bool {
-        obj.key.starts_with(&self.prefix) && self.query.matches(&obj.value, &self.res, strategy_of(&self.res))
+        obj.key.starts_with(&self.prefix)
+            && self
+                .query
+                .matches(&obj.value, &self.res, strategy_of(&self.res))
     }
 
     /// The line for one event, or None when the watcher's selectors filter it out. A change
@@ -246,7 +254,9 @@ impl Watcher {
                 let v = self.app.registry.convert_out(&self.res, obj.value.clone());
                 event_line(kind.as_str(), &v)
             }
-            Shape::Metadata => event_line(kind.as_str(), &crate::table::partial_metadata(&obj.value)),
+            Shape::Metadata => {
+                event_line(kind.as_str(), &crate::table::partial_metadata(&obj.value))
+            }
             Shape::Table => {
                 let v = self.app.registry.convert_out(&self.res, obj.value.clone());
                 let table = crate::table::to_table(

@@ -24,13 +24,18 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    pub fn parse(query: &[(String, String)], res: &Resource, strategy: &dyn Strategy) -> ApiResult<ListQuery> {
+    pub fn parse(
+        query: &[(String, String)],
+        res: &Resource,
+        strategy: &dyn Strategy,
+    ) -> ApiResult<ListQuery> {
         let mut q = ListQuery::default();
         for (k, v) in query {
             match k.as_str() {
                 "labelSelector" if !v.is_empty() => {
                     q.label_selector = Some(
-                        labels::Selector::parse(v).map_err(|e| ApiError::bad_request(e.message()))?,
+                        labels::Selector::parse(v)
+                            .map_err(|e| ApiError::bad_request(e.message()))?,
                     );
                 }
                 "fieldSelector" if !v.is_empty() => {
@@ -58,7 +63,9 @@ impl ListQuery {
                 }
                 "continue" if !v.is_empty() => q.continue_token = Some(v.clone()),
                 "resourceVersion" if !v.is_empty() => q.resource_version = Some(v.clone()),
-                "resourceVersionMatch" if !v.is_empty() => q.resource_version_match = Some(v.clone()),
+                "resourceVersionMatch" if !v.is_empty() => {
+                    q.resource_version_match = Some(v.clone())
+                }
                 "allowWatchBookmarks" => q.allow_bookmarks = v == "true" || v == "1",
                 "timeoutSeconds" => {
                     q.timeout_seconds = Some(v.parse().map_err(|_| {
@@ -129,7 +136,9 @@ impl ListQuery {
             let lookup = |field: &str| -> Option<String> {
                 match field {
                     "metadata.name" => Some(meta::name(obj).to_string()),
-                    "metadata.namespace" if res.namespaced => Some(meta::namespace(obj).to_string()),
+                    "metadata.namespace" if res.namespaced => {
+                        Some(meta::namespace(obj).to_string())
+                    }
                     other => strategy.field_value(obj, other),
                 }
             };
@@ -155,9 +164,10 @@ fn invalid_list_options(field: &str, value: &str, detail: &str) -> ApiError {
 }
 
 pub fn parse_resource_version(rv: &str) -> ApiResult<i64> {
-    rv.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-        ApiError::bad_request(format!("invalid resource version: {rv:?}"))
-    })
+    rv.parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
 /// A continue token: the snapshot revision and the key (relative to the list prefix) to
@@ -176,7 +186,9 @@ impl ContinueToken {
     }
 
     pub fn decode(token: &str) -> ApiResult<ContinueToken> {
-        let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".to_string());
+        let bad = || {
+            ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".to_string())
+        };
         let raw = base64::engine::general_purpose::URL_SAFE
             .decode(token)
             .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
@@ -186,7 +198,11 @@ impl ContinueToken {
             return Err(bad());
         }
         let revision = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-        let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+        let start = v
+            .get("start")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_string();
         if start.contains("..") || start.starts_with('/') {
             return Err(bad());
         }

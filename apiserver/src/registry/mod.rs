@@ -62,7 +62,9 @@ impl Registry {
     }
 
     fn cache_of(&self, res: &Resource) -> ApiResult<Arc<crate::watchcache::Cache>> {
-        let prefix = res.key_prefix(None).ok_or_else(ApiError::method_not_allowed)?;
+        let prefix = res
+            .key_prefix(None)
+            .ok_or_else(ApiError::method_not_allowed)?;
         self.cache
             .cache(&prefix)
             .ok_or_else(|| ApiError::internal(format!("no watch cache for {prefix}")))
@@ -99,7 +101,12 @@ impl Registry {
     }
 
     /// Lists objects, from the cache unless the request needs an exact snapshot.
-    pub async fn list(&self, res: &Resource, namespace: Option<&str>, q: &ListQuery) -> ApiResult<ListPage> {
+    pub async fn list(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        q: &ListQuery,
+    ) -> ApiResult<ListPage> {
         let strategy = strategy_of(res);
         let prefix = res
             .key_prefix(scope(res, namespace))
@@ -108,7 +115,8 @@ impl Registry {
         let paged = q.limit > 0 || q.continue_token.is_some();
         let rv = q.revision()?;
 
-        if !exact && !(paged && rv != Some(0)) {
+        let needs_snapshot = exact || (paged && rv != Some(0));
+        if !needs_snapshot {
             // From the cache: "0" is any state, none is the latest (wait for the cache to catch
             // up with the store), a number is at least that state.
             let revision = match rv {
@@ -146,7 +154,11 @@ impl Registry {
         let (mut revision, mut start) = match &q.continue_token {
             Some(token) => {
                 let t = ContinueToken::decode(token)?;
-                let rev = if t.revision == -1 { None } else { Some(t.revision) };
+                let rev = if t.revision == -1 {
+                    None
+                } else {
+                    Some(t.revision)
+                };
                 (rev, Some(format!("{prefix}{}", t.start)))
             }
             None => (q.revision()?.filter(|r| *r > 0), None),

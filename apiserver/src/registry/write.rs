@@ -34,7 +34,13 @@ impl WriteOptions {
 
     /// Strict field validation of an incoming object of the resource's kind.
     fn validate_fields(&self, res: &Resource, obj: &mut Value) -> ApiResult<()> {
-        let warnings = fieldvalidation::check(obj, &res.group, &res.version, &res.kind, self.field_validation)?;
+        let warnings = fieldvalidation::check(
+            obj,
+            &res.group,
+            &res.version,
+            &res.kind,
+            self.field_validation,
+        )?;
         self.warn(warnings);
         Ok(())
     }
@@ -84,7 +90,9 @@ fn random_suffix() -> String {
 /// apiVersion and kind when they are missing.
 fn check_type(res: &Resource, obj: &mut Value) -> ApiResult<()> {
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     };
     let expected_version = res.api_version();
     match map.get("apiVersion").and_then(Value::as_str) {
@@ -118,7 +126,9 @@ fn spec_of(obj: &Value) -> Map<String, Value> {
     obj.as_object()
         .map(|m| {
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -134,8 +144,9 @@ fn to_stored(obj: &Value) -> Vec<u8> {
 }
 
 fn from_stored(kv: &ferrokube_storage::KeyValue) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::internal(format!("stored object at {} is undecodable: {e}", kv.key)))?;
+    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!("stored object at {} is undecodable: {e}", kv.key))
+    })?;
     meta::set_resource_version(&mut v, kv.mod_revision);
     Ok(v)
 }
@@ -168,7 +179,9 @@ impl Registry {
             }
         }
         if !meta::resource_version(&obj).is_empty() {
-            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         if meta::name(&obj).is_empty() {
             if let Some(prefix) = meta::str_field(&obj, "generateName").map(str::to_string) {
@@ -179,7 +192,13 @@ impl Registry {
             }
         }
         // Server-owned metadata.
-        for field in ["uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+        for field in [
+            "uid",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
             meta::remove(&mut obj, field);
         }
         meta::set_str(&mut obj, "uid", uuid::Uuid::new_v4().to_string());
@@ -205,7 +224,10 @@ impl Registry {
         }
         crate::admission::admit_create(self, res, &obj).await?;
         let key = self.key(res, namespace, &name)?;
-        let release = self.alloc.allocate(self, res, &mut obj, None, opts.dry_run).await?;
+        let release = self
+            .alloc
+            .allocate(self, res, &mut obj, None, opts.dry_run)
+            .await?;
         if opts.dry_run {
             release.keep();
             return Ok(self.convert_out(res, obj));
@@ -265,7 +287,10 @@ impl Registry {
                     if meta::name(&obj).is_empty() {
                         meta::set_str(&mut obj, "name", name);
                     }
-                    return self.create(res, namespace, obj, opts).await.map(|o| (o, true));
+                    return self
+                        .create(res, namespace, obj, opts)
+                        .await
+                        .map(|o| (o, true));
                 }
                 return Err(not_found(res, name));
             };
@@ -275,7 +300,15 @@ impl Registry {
             }
             let new = obj.clone();
             match self
-                .write_update(res, &key, &old, current.mod_revision, new, subresource, opts)
+                .write_update(
+                    res,
+                    &key,
+                    &old,
+                    current.mod_revision,
+                    new,
+                    subresource,
+                    opts,
+                )
                 .await
             {
                 Err(WriteError::Lost) if wanted_rv.is_empty() => continue,
@@ -288,6 +321,7 @@ impl Registry {
     }
 
     /// PATCH: applies a patch to the current object and stores the result.
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         res: &Resource,
@@ -301,7 +335,11 @@ impl Registry {
         let ns = scope(res, namespace);
         let key = self.key(res, ns, name)?;
         for _ in 0..CONFLICT_RETRIES {
-            let current = self.store.get(&key).await?.ok_or_else(|| not_found(res, name))?;
+            let current = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| not_found(res, name))?;
             let old = from_stored(&current)?;
             let old_versioned = self.convert_out(res, old.clone());
             let patched = apply_patch(res, &old_versioned, kind, patch)?;
@@ -320,7 +358,15 @@ impl Registry {
                 )));
             }
             match self
-                .write_update(res, &key, &old, current.mod_revision, patched, subresource, opts)
+                .write_update(
+                    res,
+                    &key,
+                    &old,
+                    current.mod_revision,
+                    patched,
+                    subresource,
+                    opts,
+                )
                 .await
             {
                 Err(WriteError::Lost) => continue,
@@ -392,8 +438,15 @@ impl Registry {
             }
             Some("ephemeralcontainers") => {
                 let eph = meta::path(&new, "spec.ephemeralContainers").cloned();
-                let before = meta::path(old, "spec.ephemeralContainers").and_then(Value::as_array).cloned().unwrap_or_default();
-                let after = eph.as_ref().and_then(Value::as_array).cloned().unwrap_or_default();
+                let before = meta::path(old, "spec.ephemeralContainers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let after = eph
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 // Ephemeral containers can be added, never changed or removed.
                 let kept = before.iter().all(|b| after.iter().any(|a| a == b));
                 if !kept {
@@ -401,7 +454,10 @@ impl Registry {
                         &res.group,
                         &res.kind,
                         &name,
-                        &[FieldError::forbidden("spec.ephemeralContainers", "existing ephemeral containers may not be removed or changed")],
+                        &[FieldError::forbidden(
+                            "spec.ephemeralContainers",
+                            "existing ephemeral containers may not be removed or changed",
+                        )],
                     )));
                 }
                 new = old.clone();
@@ -412,7 +468,12 @@ impl Registry {
                 let wanted = new.clone();
                 new = old.clone();
                 for field in ["containers", "initContainers"] {
-                    let Some(list) = new.pointer_mut(&format!("/spec/{field}")).and_then(Value::as_array_mut) else { continue };
+                    let Some(list) = new
+                        .pointer_mut(&format!("/spec/{field}"))
+                        .and_then(Value::as_array_mut)
+                    else {
+                        continue;
+                    };
                     for c in list.iter_mut() {
                         let cname = c.get("name").cloned();
                         let from = wanted
@@ -472,7 +533,8 @@ impl Registry {
         meta::set_resource_version(&mut new, old_revision);
 
         if meta::deletion_timestamp(old).is_some() {
-            let before: std::collections::HashSet<String> = meta::finalizers(old).into_iter().collect();
+            let before: std::collections::HashSet<String> =
+                meta::finalizers(old).into_iter().collect();
             if meta::finalizers(&new).iter().any(|f| !before.contains(f)) {
                 return Err(WriteError::Api(ApiError::invalid(
                     &res.group,
@@ -500,7 +562,9 @@ impl Registry {
         errs.extend(validation::validate_metadata_update(&new, old));
         errs.extend(strategy.validate_update(&new, old));
         if !errs.is_empty() {
-            return Err(WriteError::Api(ApiError::invalid(&res.group, &res.kind, &name, &errs)));
+            return Err(WriteError::Api(ApiError::invalid(
+                &res.group, &res.kind, &name, &errs,
+            )));
         }
         let release = self
             .alloc
@@ -574,7 +638,11 @@ impl Registry {
         let policy = propagation_policy(options)?;
         let is_namespace = res.group.is_empty() && res.kind == "Namespace";
         for _ in 0..CONFLICT_RETRIES {
-            let current = self.store.get(&key).await?.ok_or_else(|| not_found(res, name))?;
+            let current = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| not_found(res, name))?;
             let old = from_stored(&current)?;
             check_preconditions(res, name, &old, options)?;
 
@@ -624,9 +692,17 @@ impl Registry {
                 if meta::deletion_timestamp(&old).is_none() {
                     let grace = grace.unwrap_or(0);
                     let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                    meta::set_str(&mut new, "deletionTimestamp", when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                    meta::metadata_mut(&mut new).insert("deletionGracePeriodSeconds".into(), json!(grace));
-                    if let Some(g) = meta::metadata(&old).and_then(|m| m.get("generation")).and_then(Value::as_i64) {
+                    meta::set_str(
+                        &mut new,
+                        "deletionTimestamp",
+                        when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    );
+                    meta::metadata_mut(&mut new)
+                        .insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    if let Some(g) = meta::metadata(&old)
+                        .and_then(|m| m.get("generation"))
+                        .and_then(Value::as_i64)
+                    {
                         if g > 0 {
                             meta::metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
                         }
@@ -640,15 +716,24 @@ impl Registry {
                         .unwrap_or(0);
                     if g < old_grace {
                         let when = chrono::Utc::now() + chrono::Duration::seconds(g);
-                        meta::set_str(&mut new, "deletionTimestamp", when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                        meta::metadata_mut(&mut new).insert("deletionGracePeriodSeconds".into(), json!(g));
+                        meta::set_str(
+                            &mut new,
+                            "deletionTimestamp",
+                            when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        );
+                        meta::metadata_mut(&mut new)
+                            .insert("deletionGracePeriodSeconds".into(), json!(g));
                         changed = true;
                     }
                 }
                 if !changed || opts.dry_run {
                     return Ok(DeleteOutcome::Pending(self.convert_out(res, new)));
                 }
-                match self.store.update(&key, to_stored(&new), current.mod_revision).await {
+                match self
+                    .store
+                    .update(&key, to_stored(&new), current.mod_revision)
+                    .await
+                {
                     Ok(rev) => {
                         meta::set_resource_version(&mut new, rev);
                         return Ok(DeleteOutcome::Pending(self.convert_out(res, new)));
@@ -657,7 +742,10 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
-            match self.delete_now(res, &key, name, current.mod_revision, old, opts).await? {
+            match self
+                .delete_now(res, &key, name, current.mod_revision, old, opts)
+                .await?
+            {
                 Some(outcome) => return Ok(outcome),
                 None => continue,
             }
@@ -679,7 +767,8 @@ impl Registry {
             if res.return_deleted_object {
                 self.convert_out(res, obj)
             } else {
-                let mut details = json!({ "name": name, "kind": res.plural, "uid": meta::uid(&obj) });
+                let mut details =
+                    json!({ "name": name, "kind": res.plural, "uid": meta::uid(&obj) });
                 if !res.group.is_empty() {
                     details["group"] = json!(res.group);
                 }
@@ -816,7 +905,12 @@ fn check_preconditions(res: &Resource, name: &str, obj: &Value, options: &Value)
 }
 
 /// Applies a client patch to the current object.
-fn apply_patch(res: &Resource, current: &Value, kind: PatchKind, patch: &Value) -> ApiResult<Value> {
+fn apply_patch(
+    res: &Resource,
+    current: &Value,
+    kind: PatchKind,
+    patch: &Value,
+) -> ApiResult<Value> {
     let failed = |e: patches::PatchError| {
         let code = e.status_code();
         let reason = match code {
@@ -828,7 +922,10 @@ fn apply_patch(res: &Resource, current: &Value, kind: PatchKind, patch: &Value) 
     };
     match kind {
         PatchKind::Json => {
-            if patch.as_array().is_some_and(|ops| ops.len() > patches::MAX_JSON_PATCH_OPERATIONS) {
+            if patch
+                .as_array()
+                .is_some_and(|ops| ops.len() > patches::MAX_JSON_PATCH_OPERATIONS)
+            {
                 return Err(ApiError::new(
                     413,
                     "RequestEntityTooLarge",
@@ -845,7 +942,9 @@ fn apply_patch(res: &Resource, current: &Value, kind: PatchKind, patch: &Value) 
         }
         PatchKind::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("the request body must be a JSON object for a merge patch"));
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object for a merge patch",
+                ));
             }
             let mut target = current.clone();
             patches::merge_patch(&mut target, patch).map_err(failed)?;
@@ -853,7 +952,9 @@ fn apply_patch(res: &Resource, current: &Value, kind: PatchKind, patch: &Value) 
         }
         PatchKind::Strategic => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("the request body must be a JSON object for a strategic merge patch"));
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object for a strategic merge patch",
+                ));
             }
             patches::strategic_merge_patch(current, patch, &res.definition).map_err(failed)
         }

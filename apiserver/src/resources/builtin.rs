@@ -14,7 +14,11 @@ const SCALE: Subresource = Subresource {
     verbs: &["get", "patch", "update"],
 };
 
-fn sub(name: &'static str, kind: (&'static str, &'static str, &'static str), verbs: &'static [&'static str]) -> Subresource {
+fn sub(
+    name: &'static str,
+    kind: (&'static str, &'static str, &'static str),
+    verbs: &'static [&'static str],
+) -> Subresource {
     Subresource {
         name,
         kind: Some(kind),
@@ -23,7 +27,14 @@ fn sub(name: &'static str, kind: (&'static str, &'static str, &'static str), ver
 }
 
 /// One row, with the defaults most rows share; the builder methods below adjust it.
-fn row(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, definition: &str) -> Resource {
+fn row(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    definition: &str,
+) -> Resource {
     Resource {
         group: group.into(),
         version: version.into(),
@@ -89,9 +100,13 @@ impl Resource {
 
 pub fn builtin_resources() -> Vec<Resource> {
     const CORE: &str = "io.k8s.api.core.v1";
-    let core = |kind: &str, plural: &str, ns: bool| row("", "v1", kind, plural, ns, &format!("{CORE}.{kind}"));
+    let core = |kind: &str, plural: &str, ns: bool| {
+        row("", "v1", kind, plural, ns, &format!("{CORE}.{kind}"))
+    };
     let mut rows = vec![
-        core("Binding", "bindings", true).verbs(CREATE_ONLY).virtual_only(),
+        core("Binding", "bindings", true)
+            .verbs(CREATE_ONLY)
+            .virtual_only(),
         core("ComponentStatus", "componentstatuses", false)
             .short(&["cs"])
             .verbs(&["get", "list"])
@@ -101,11 +116,17 @@ pub fn builtin_resources() -> Vec<Resource> {
             .short(&["ep"])
             .prefix("services/endpoints")
             .create_on_update(),
-        core("Event", "events", true).short(&["ev"]).create_on_update(),
-        core("LimitRange", "limitranges", true).short(&["limits"]).create_on_update(),
+        core("Event", "events", true)
+            .short(&["ev"])
+            .create_on_update(),
+        core("LimitRange", "limitranges", true)
+            .short(&["limits"])
+            .create_on_update(),
         core("Namespace", "namespaces", false)
             .short(&["ns"])
-            .verbs(&["create", "delete", "get", "list", "patch", "update", "watch"])
+            .verbs(&[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ])
             .subs(vec![
                 sub("finalize", ("", "v1", "Namespace"), &["update"]),
                 STATUS,
@@ -114,7 +135,11 @@ pub fn builtin_resources() -> Vec<Resource> {
             .short(&["no"])
             .prefix("minions")
             .subs(vec![
-                sub("proxy", ("", "v1", "NodeProxyOptions"), &["create", "delete", "get", "patch", "update"]),
+                sub(
+                    "proxy",
+                    ("", "v1", "NodeProxyOptions"),
+                    &["create", "delete", "get", "patch", "update"],
+                ),
                 STATUS,
             ]),
         core("PersistentVolumeClaim", "persistentvolumeclaims", true)
@@ -130,12 +155,24 @@ pub fn builtin_resources() -> Vec<Resource> {
             .subs(vec![
                 sub("attach", ("", "v1", "PodAttachOptions"), &["create", "get"]),
                 sub("binding", ("", "v1", "Binding"), &["create"]),
-                sub("ephemeralcontainers", ("", "v1", "Pod"), &["get", "patch", "update"]),
+                sub(
+                    "ephemeralcontainers",
+                    ("", "v1", "Pod"),
+                    &["get", "patch", "update"],
+                ),
                 sub("eviction", ("policy", "v1", "Eviction"), &["create"]),
                 sub("exec", ("", "v1", "PodExecOptions"), &["create", "get"]),
                 sub("log", ("", "v1", "Pod"), &["get"]),
-                sub("portforward", ("", "v1", "PodPortForwardOptions"), &["create", "get"]),
-                sub("proxy", ("", "v1", "PodProxyOptions"), &["create", "delete", "get", "patch", "update"]),
+                sub(
+                    "portforward",
+                    ("", "v1", "PodPortForwardOptions"),
+                    &["create", "get"],
+                ),
+                sub(
+                    "proxy",
+                    ("", "v1", "PodProxyOptions"),
+                    &["create", "delete", "get", "patch", "update"],
+                ),
                 sub("resize", ("", "v1", "Pod"), &["get", "patch", "update"]),
                 STATUS,
             ]),
@@ -151,28 +188,52 @@ pub fn builtin_resources() -> Vec<Resource> {
         core("Secret", "secrets", true),
         core("ServiceAccount", "serviceaccounts", true)
             .short(&["sa"])
-            .subs(vec![sub("token", ("authentication.k8s.io", "v1", "TokenRequest"), &["create"])]),
+            .subs(vec![sub(
+                "token",
+                ("authentication.k8s.io", "v1", "TokenRequest"),
+                &["create"],
+            )]),
         core("Service", "services", true)
             .short(&["svc"])
             .cats(&["all"])
             .prefix("services/specs")
             .returns_deleted()
             .subs(vec![
-                sub("proxy", ("", "v1", "ServiceProxyOptions"), &["create", "delete", "get", "patch", "update"]),
+                sub(
+                    "proxy",
+                    ("", "v1", "ServiceProxyOptions"),
+                    &["create", "delete", "get", "patch", "update"],
+                ),
                 STATUS,
             ]),
     ];
 
     const ADM: &str = "io.k8s.api.admissionregistration.v1";
     let adm = |kind: &str, plural: &str| {
-        row("admissionregistration.k8s.io", "v1", kind, plural, false, &format!("{ADM}.{kind}"))
-            .cats(&["api-extensions"])
+        row(
+            "admissionregistration.k8s.io",
+            "v1",
+            kind,
+            plural,
+            false,
+            &format!("{ADM}.{kind}"),
+        )
+        .cats(&["api-extensions"])
     };
     rows.extend([
-        adm("MutatingWebhookConfiguration", "mutatingwebhookconfigurations"),
+        adm(
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
         adm("ValidatingAdmissionPolicy", "validatingadmissionpolicies").subs(vec![STATUS]),
-        adm("ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings"),
-        adm("ValidatingWebhookConfiguration", "validatingwebhookconfigurations"),
+        adm(
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+        ),
+        adm(
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
         row(
             "apiextensions.k8s.io",
             "v1",
@@ -200,10 +261,14 @@ pub fn builtin_resources() -> Vec<Resource> {
     ]);
 
     const APPS: &str = "io.k8s.api.apps.v1";
-    let apps = |kind: &str, plural: &str| row("apps", "v1", kind, plural, true, &format!("{APPS}.{kind}"));
+    let apps =
+        |kind: &str, plural: &str| row("apps", "v1", kind, plural, true, &format!("{APPS}.{kind}"));
     rows.extend([
         apps("ControllerRevision", "controllerrevisions"),
-        apps("DaemonSet", "daemonsets").short(&["ds"]).cats(&["all"]).subs(vec![STATUS]),
+        apps("DaemonSet", "daemonsets")
+            .short(&["ds"])
+            .cats(&["all"])
+            .subs(vec![STATUS]),
         apps("Deployment", "deployments")
             .short(&["deploy"])
             .cats(&["all"])
@@ -219,17 +284,60 @@ pub fn builtin_resources() -> Vec<Resource> {
     ]);
 
     let review = |group: &str, kind: &str, plural: &str, ns: bool, pkg: &str| {
-        row(group, "v1", kind, plural, ns, &format!("io.k8s.api.{pkg}.v1.{kind}"))
-            .verbs(CREATE_ONLY)
-            .virtual_only()
+        row(
+            group,
+            "v1",
+            kind,
+            plural,
+            ns,
+            &format!("io.k8s.api.{pkg}.v1.{kind}"),
+        )
+        .verbs(CREATE_ONLY)
+        .virtual_only()
     };
     rows.extend([
-        review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", false, "authentication"),
-        review("authentication.k8s.io", "TokenReview", "tokenreviews", false, "authentication"),
-        review("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", true, "authorization"),
-        review("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, "authorization"),
-        review("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", false, "authorization"),
-        review("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", false, "authorization"),
+        review(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+            "authentication",
+        ),
+        review(
+            "authentication.k8s.io",
+            "TokenReview",
+            "tokenreviews",
+            false,
+            "authentication",
+        ),
+        review(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+            "authorization",
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+            "authorization",
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+            "authorization",
+        ),
+        review(
+            "authorization.k8s.io",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+            "authorization",
+        ),
     ]);
 
     rows.extend([
@@ -256,13 +364,27 @@ pub fn builtin_resources() -> Vec<Resource> {
         .cats(&["all"])
         .subs(vec![STATUS])
         .not_preferred(),
-        row("batch", "v1", "CronJob", "cronjobs", true, "io.k8s.api.batch.v1.CronJob")
-            .short(&["cj"])
-            .cats(&["all"])
-            .subs(vec![STATUS]),
-        row("batch", "v1", "Job", "jobs", true, "io.k8s.api.batch.v1.Job")
-            .cats(&["all"])
-            .subs(vec![STATUS]),
+        row(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            true,
+            "io.k8s.api.batch.v1.CronJob",
+        )
+        .short(&["cj"])
+        .cats(&["all"])
+        .subs(vec![STATUS]),
+        row(
+            "batch",
+            "v1",
+            "Job",
+            "jobs",
+            true,
+            "io.k8s.api.batch.v1.Job",
+        )
+        .cats(&["all"])
+        .subs(vec![STATUS]),
         row(
             "certificates.k8s.io",
             "v1",
@@ -273,10 +395,21 @@ pub fn builtin_resources() -> Vec<Resource> {
         )
         .short(&["csr"])
         .subs(vec![
-            sub("approval", ("certificates.k8s.io", "v1", "CertificateSigningRequest"), &["get", "patch", "update"]),
+            sub(
+                "approval",
+                ("certificates.k8s.io", "v1", "CertificateSigningRequest"),
+                &["get", "patch", "update"],
+            ),
             STATUS,
         ]),
-        row("coordination.k8s.io", "v1", "Lease", "leases", true, "io.k8s.api.coordination.v1.Lease"),
+        row(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            "io.k8s.api.coordination.v1.Lease",
+        ),
         row(
             "discovery.k8s.io",
             "v1",
@@ -285,9 +418,16 @@ pub fn builtin_resources() -> Vec<Resource> {
             true,
             "io.k8s.api.discovery.v1.EndpointSlice",
         ),
-        row("events.k8s.io", "v1", "Event", "events", true, "io.k8s.api.events.v1.Event")
-            .short(&["ev"])
-            .create_on_update(),
+        row(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            true,
+            "io.k8s.api.events.v1.Event",
+        )
+        .short(&["ev"])
+        .create_on_update(),
         row(
             "flowcontrol.apiserver.k8s.io",
             "v1",
@@ -310,7 +450,14 @@ pub fn builtin_resources() -> Vec<Resource> {
 
     const NET: &str = "io.k8s.api.networking.v1";
     let net = |kind: &str, plural: &str, ns: bool| {
-        row("networking.k8s.io", "v1", kind, plural, ns, &format!("{NET}.{kind}"))
+        row(
+            "networking.k8s.io",
+            "v1",
+            kind,
+            plural,
+            ns,
+            &format!("{NET}.{kind}"),
+        )
     };
     rows.extend([
         net("IPAddress", "ipaddresses", false).short(&["ip"]),
@@ -321,7 +468,14 @@ pub fn builtin_resources() -> Vec<Resource> {
             .subs(vec![STATUS]),
         net("NetworkPolicy", "networkpolicies", true).short(&["netpol"]),
         net("ServiceCIDR", "servicecidrs", false).subs(vec![STATUS]),
-        row("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, "io.k8s.api.node.v1.RuntimeClass"),
+        row(
+            "node.k8s.io",
+            "v1",
+            "RuntimeClass",
+            "runtimeclasses",
+            false,
+            "io.k8s.api.node.v1.RuntimeClass",
+        ),
         row(
             "policy",
             "v1",
@@ -336,7 +490,15 @@ pub fn builtin_resources() -> Vec<Resource> {
 
     const RBAC: &str = "io.k8s.api.rbac.v1";
     let rbac = |kind: &str, plural: &str, ns: bool| {
-        row("rbac.authorization.k8s.io", "v1", kind, plural, ns, &format!("{RBAC}.{kind}")).create_on_update()
+        row(
+            "rbac.authorization.k8s.io",
+            "v1",
+            kind,
+            plural,
+            ns,
+            &format!("{RBAC}.{kind}"),
+        )
+        .create_on_update()
     };
     rows.extend([
         rbac("ClusterRoleBinding", "clusterrolebindings", false),
@@ -356,7 +518,14 @@ pub fn builtin_resources() -> Vec<Resource> {
 
     const STORAGE: &str = "io.k8s.api.storage.v1";
     let storage = |kind: &str, plural: &str, ns: bool| {
-        row("storage.k8s.io", "v1", kind, plural, ns, &format!("{STORAGE}.{kind}"))
+        row(
+            "storage.k8s.io",
+            "v1",
+            kind,
+            plural,
+            ns,
+            &format!("{STORAGE}.{kind}"),
+        )
     };
     rows.extend([
         storage("CSIDriver", "csidrivers", false),

@@ -145,10 +145,11 @@ impl ResourceTable {
     }
 
     pub fn remove(&self, group: &str, version: &str, plural: &str) {
-        self.by_path
-            .write()
-            .unwrap()
-            .remove(&(group.to_string(), version.to_string(), plural.to_string()));
+        self.by_path.write().unwrap().remove(&(
+            group.to_string(),
+            version.to_string(),
+            plural.to_string(),
+        ));
         self.rows
             .write()
             .unwrap()

@@ -42,12 +42,20 @@ impl Kubectl {
 
     /// Panics with both streams unless kubectl succeeded; returns stdout.
     pub fn expect_ok(self, what: &str) -> String {
-        assert!(self.ok, "kubectl {what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            self.ok,
+            "kubectl {what} failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self.stdout
     }
 
     pub fn expect_err(self, what: &str) -> String {
-        assert!(!self.ok, "kubectl {what} should have failed:\nstdout: {}", self.stdout);
+        assert!(
+            !self.ok,
+            "kubectl {what} should have failed:\nstdout: {}",
+            self.stdout
+        );
         self.stderr
     }
 }
@@ -67,8 +75,14 @@ impl TestServer {
     }
 
     /// A server on the given store; `dir` holds the PKI and kubeconfig.
-    pub async fn start_with(dir: tempfile::TempDir, store: Arc<dyn Store>, history: usize) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        history: usize,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let url = format!("https://127.0.0.1:{}", addr.port());
         let pki = dir.path().join("pki");
@@ -115,13 +129,25 @@ impl TestServer {
     }
 
     /// Runs kubectl with stdin and extra environment.
-    pub async fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Kubectl {
+    pub async fn kubectl_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Kubectl {
         let mut cmd = Command::new("/usr/bin/kubectl");
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
-            .arg(format!("--cache-dir={}", self.dir.path().join("kube-cache").display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.path().join("kube-cache").display()
+            ))
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -143,7 +169,8 @@ impl TestServer {
 
     /// A kube-rs client with the admin credentials.
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .expect("kube config");
@@ -177,7 +204,11 @@ impl Drop for Etcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 impl Etcd {
@@ -202,7 +233,11 @@ impl Etcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start etcd (Debian etcd-server)");
-        let etcd = Etcd { child, endpoint, _dir: dir };
+        let etcd = Etcd {
+            child,
+            endpoint,
+            _dir: dir,
+        };
         // Bounded: etcd answers within a few seconds or the test fails.
         for _ in 0..400 {
             if let Ok(mut c) = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
@@ -220,6 +255,11 @@ impl Etcd {
         let store = ferrokube_storage::etcd::EtcdStore::connect(&[self.endpoint.clone()], "")
             .await
             .expect("connect etcd store");
-        TestServer::start_with(tempfile::tempdir().expect("tempdir"), store, kube_apiserver::watchcache::DEFAULT_HISTORY).await
+        TestServer::start_with(
+            tempfile::tempdir().expect("tempdir"),
+            store,
+            kube_apiserver::watchcache::DEFAULT_HISTORY,
+        )
+        .await
     }
 }

@@ -19,8 +19,10 @@ use crate::meta;
 /// How many recent events each cache keeps, by default, for watches that resume from a
 /// resourceVersion.
 pub const DEFAULT_HISTORY: usize = 10_000;
-/// How many events a watcher may fall behind before it is closed (it then resumes by itself).
-const WATCHER_BACKLOG: usize = 100_000;
+/// How many events a watcher may fall behind before it is closed; it then resumes from its
+/// last resourceVersion out of the history. The channel's ring is allocated up front for
+/// every cache, so this stays modest.
+const WATCHER_BACKLOG: usize = 4096;
 
 /// One object as stored, decoded once, with its resourceVersion set.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod convert;
 pub mod discovery;
 pub mod encoding;
+pub mod eventttl;
 pub mod fieldvalidation;
 pub mod graceful;
 pub mod http;

@@ -91,6 +91,9 @@ struct ServeFlags {
     /// Range NodePorts come from, as `first-last`.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// How long Events live after their last activity; 0 keeps them.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    event_ttl: std::time::Duration,
     /// Events each resource's watch cache keeps for watches that resume from a resourceVersion.
     #[arg(long, default_value_t = kube_apiserver::watchcache::DEFAULT_HISTORY)]
     default_watch_cache_size: usize,
@@ -188,6 +191,7 @@ async fn serve(flags: ServeFlags) -> Result<()> {
         service_node_port_range: parse_port_range(&flags.service_node_port_range)?,
         compaction_interval: flags.etcd_compaction_interval,
         watch_cache_size: flags.default_watch_cache_size,
+        event_ttl: flags.event_ttl,
     };
     let store = open_store(&flags).await?;
     let listener =

@@ -29,6 +29,8 @@ pub struct Config {
     pub service_node_port_range: (u16, u16),
     /// How often old revisions are compacted away (0 turns compaction off).
     pub compaction_interval: std::time::Duration,
+    /// How long Events live after their last activity (0 keeps them forever).
+    pub event_ttl: std::time::Duration,
     /// Events each resource's watch cache keeps for watches resuming from a resourceVersion.
     pub watch_cache_size: usize,
 }
@@ -82,6 +84,9 @@ pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Arc<App>> {
     });
     crate::bootstrap::run(&app).await?;
     app.bootstrapped.store(true, Ordering::Relaxed);
+    if !app.config.event_ttl.is_zero() {
+        tokio::spawn(crate::eventttl::run(app.clone(), app.config.event_ttl));
+    }
     if !app.config.compaction_interval.is_zero() {
         tokio::spawn(compactor(app.clone()));
     }

@@ -515,3 +515,38 @@ async fn discovery_through_kube_rs() {
         .unwrap();
     let _ = stream.take(1).collect::<Vec<_>>().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_expire_a_ttl_after_their_last_write() {
+    let s = TestServer::start().await;
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(s.client().await, "default");
+    for name in ["quiet", "busy"] {
+        let ev = serde_json::from_value(json!({
+            "metadata": {"name": name}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+            "reason": "R", "message": "m",
+        }))
+        .unwrap();
+        events.create(&PostParams::default(), &ev).await.unwrap();
+    }
+    let ttl = std::time::Duration::from_secs(3600);
+    let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+    let t0 = std::time::Instant::now();
+    let mut sweeper = kube_apiserver::eventttl::Sweeper::default();
+    s.app.registry.cache.sync().await.unwrap();
+    assert_eq!(sweeper.sweep(&s.app, ttl, t0).await, 0);
+    events
+        .patch(
+            "busy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"count": 2})),
+        )
+        .await
+        .unwrap();
+    s.app.registry.cache.sync().await.unwrap();
+    assert_eq!(sweeper.sweep(&s.app, ttl, t0 + minutes(30)).await, 0);
+    // 70 minutes in: "quiet" is past its hour, "busy" was written 40 minutes ago.
+    assert_eq!(sweeper.sweep(&s.app, ttl, t0 + minutes(70)).await, 1);
+    assert_eq!(status_code(events.get("quiet").await.unwrap_err()), 404);
+    events.get("busy").await.unwrap();
+}

@@ -104,6 +104,7 @@ impl TestServer {
             service_node_port_range: (30000, 32767),
             compaction_interval: std::time::Duration::ZERO,
             watch_cache_size: history,
+            event_ttl: std::time::Duration::ZERO,
         };
         let app = server::build(config, store).await.expect("build server");
         let serving = app.clone();

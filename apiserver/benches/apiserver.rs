@@ -138,9 +138,7 @@ async fn raw_etcd(endpoint: &str) -> (Stats, Stats) {
     (puts, ranges)
 }
 
-#[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
-mod common;
+use ferrokube_testkit as common;
 
 async fn apiserver(
     name: &str,

@@ -1,9 +1,7 @@
 //! API semantics through kube-rs: the same operations kubectl does, plus the corners of
 //! optimistic concurrency, pagination, watch and compaction.
 
-mod common;
-
-use common::TestServer;
+use ferrokube_testkit::TestServer;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};

@@ -1,9 +1,7 @@
 //! The apiserver on a real etcd: the same reads, writes, lists and watches as on the
 //! embedded store, with keys laid out as upstream's.
 
-mod common;
-
-use common::Etcd;
+use ferrokube_testkit::Etcd;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{

@@ -1,8 +1,6 @@
 //! The real kubectl against an in-process apiserver: what a user types, and what they see.
 
-mod common;
-
-use common::{path_str, TestServer};
+use ferrokube_testkit::{path_str, TestServer};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = r#"

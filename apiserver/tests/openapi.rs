@@ -1,9 +1,7 @@
 //! The published OpenAPI documents, as the real kubectl uses them: `explain` reads v3,
 //! `create`/`apply` look in v3 for server-side field validation and for patch strategies.
 
-mod common;
-
-use common::{path_str, TestServer};
+use ferrokube_testkit::{path_str, TestServer};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = r#"

@@ -1,8 +1,6 @@
 //! The real binary killed with SIGKILL and started again on the same data: every
 //! acknowledged write is there, and start-up on existing data works.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Service};

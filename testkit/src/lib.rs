@@ -1,8 +1,6 @@
 //! A real apiserver in the test process, on a free loopback port, with its own PKI and store,
 //! driven by the real kubectl and by kube-rs.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;

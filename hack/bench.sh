@@ -13,7 +13,7 @@ which=${1:-}
 case $which in
   apiserver)
     ensure_packages "${BUILD_PACKAGES[@]}" etcd-server
-    report=$(cargo bench -p kube-apiserver --bench apiserver 2>/dev/null)
+    report=$(cargo bench -p kube-apiserver --bench apiserver)
     ;;
   *) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,0 +1,72 @@
+//! The controllers by upstream name, and `--controllers` selection (`*`, `name`, `-name`).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::context::Context;
+
+pub type RunFn = fn(Arc<Context>) -> BoxFuture<'static, anyhow::Result<()>>;
+
+pub struct Controller {
+    /// The name `--controllers` uses, as upstream's.
+    pub name: &'static str,
+    /// Whether `*` includes it.
+    pub default_on: bool,
+    pub run: RunFn,
+}
+
+/// Every controller this manager has.
+pub fn all() -> Vec<Controller> {
+    Vec::new()
+}
+
+/// Picks the controllers a `--controllers` list names, in upstream's syntax: `*` for the
+/// defaults, a name to add one, `-name` to remove one.
+pub fn select(available: Vec<Controller>, flags: &[String]) -> anyhow::Result<Vec<Controller>> {
+    for f in flags {
+        let name = f.trim_start_matches('-');
+        if name != "*" && !available.iter().any(|c| c.name == name) {
+            anyhow::bail!("{name:?} is not in the list of known controllers");
+        }
+    }
+    let star = flags.iter().any(|f| f == "*");
+    Ok(available
+        .into_iter()
+        .filter(|c| {
+            if flags.iter().any(|f| f.strip_prefix('-') == Some(c.name)) {
+                return false;
+            }
+            flags.iter().any(|f| f == c.name) || (star && c.default_on)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: Arc<Context>) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn fake() -> Vec<Controller> {
+        vec![
+            Controller { name: "a", default_on: true, run: noop },
+            Controller { name: "b", default_on: true, run: noop },
+            Controller { name: "c", default_on: false, run: noop },
+        ]
+    }
+
+    #[test]
+    fn star_minus_and_plus() {
+        let names = |flags: &[&str]| -> Vec<&'static str> {
+            let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+            select(fake(), &flags).unwrap().iter().map(|c| c.name).collect()
+        };
+        assert_eq!(names(&["*"]), ["a", "b"]);
+        assert_eq!(names(&["*", "-a", "c"]), ["b", "c"]);
+        assert_eq!(names(&["c"]), ["c"]);
+        assert!(select(fake(), &["nope".to_string()]).is_err());
+    }
+}

@@ -9,3 +9,4 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod registry;
+pub mod shared;

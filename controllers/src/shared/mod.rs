@@ -1,0 +1,6 @@
+//! Machinery several controllers share: ownership (controller references, adoption and
+//! release), creation expectations, and pods stamped from templates.
+
+pub mod expectations;
+pub mod ownership;
+pub mod pods;

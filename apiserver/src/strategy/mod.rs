@@ -79,4 +79,20 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
     kinds::lookup(group, kind).unwrap_or(&Generic)
 }
 
+mod batch;
+mod config;
+mod core_v1;
+mod cron;
 mod kinds;
+mod misc;
+mod networking;
+mod pod;
+mod podspec;
+mod rbac;
+mod scaling;
+mod service;
+mod util;
+mod workloads;
+
+#[cfg(test)]
+mod tests;

@@ -21,6 +21,7 @@ pub enum FieldErrorKind {
     TooLong,
     TooMany,
     TypeInvalid,
+    NotFound,
 }
 
 impl FieldErrorKind {
@@ -34,6 +35,7 @@ impl FieldErrorKind {
             Self::TooLong => "FieldValueTooLong",
             Self::TooMany => "FieldValueTooMany",
             Self::TypeInvalid => "FieldValueTypeInvalid",
+            Self::NotFound => "FieldValueNotFound",
         }
     }
 
@@ -47,6 +49,7 @@ impl FieldErrorKind {
             Self::TooLong => "Too long",
             Self::TooMany => "Too many",
             Self::TypeInvalid => "Invalid value",
+            Self::NotFound => "Not found",
         }
     }
 }
@@ -110,6 +113,9 @@ impl FieldError {
             Some(Value::from(actual)),
             format!("must have at most {max} items"),
         )
+    }
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        Self::new(FieldErrorKind::NotFound, field, Some(value.into()), "")
     }
     pub fn type_invalid(
         field: impl Into<String>,

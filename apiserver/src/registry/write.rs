@@ -208,7 +208,7 @@ impl Registry {
         } else {
             meta::remove(&mut obj, "generation");
         }
-        if res.has_status() {
+        if res.has_status() && strategy.resets_status_on_create() {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
             }
@@ -222,6 +222,7 @@ impl Registry {
         if !errs.is_empty() {
             return Err(ApiError::invalid(&res.group, &res.kind, &name, &errs));
         }
+        opts.warn(strategy.warnings(&obj));
         crate::admission::admit_create(self, res, &obj).await?;
         let key = self.key(res, namespace, &name)?;
         let release = self
@@ -232,11 +233,13 @@ impl Registry {
             release.keep();
             return Ok(self.convert_out(res, obj));
         }
-        match self.store.create(&key, to_stored(&obj)).await {
+        // Kinds served in two versions are stored in one of them.
+        let stored = crate::convert::to_storage(obj.clone(), res);
+        match self.store.create(&key, to_stored(&stored)).await {
             Ok(rev) => {
                 release.keep();
                 meta::set_resource_version(&mut obj, rev);
-                Ok(self.convert_out(res, obj))
+                Ok(obj)
             }
             Err(StoreError::AlreadyExists(_)) => {
                 release.undo(self).await;

@@ -93,6 +93,10 @@ impl Strategy for Namespace {
 pub(super) struct Node;
 
 impl Strategy for Node {
+    fn resets_status_on_create(&self) -> bool {
+        false
+    }
+
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
     }

@@ -32,6 +32,12 @@ pub trait Strategy: Send + Sync {
     /// Fills in defaults; runs on create and on every update, as upstream's decoding does.
     fn defaults(&self, _obj: &mut Value) {}
 
+    /// Whether a create starts with an empty status. Nodes keep theirs: the kubelet
+    /// registers a node with its status filled in.
+    fn resets_status_on_create(&self) -> bool {
+        true
+    }
+
     /// Adjusts a new object before validation (e.g. clears status).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 

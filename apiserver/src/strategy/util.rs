@@ -259,7 +259,7 @@ pub(super) fn invalid_omit(path: impl Into<String>, detail: impl Into<String>) -
 /// A reference to something that does not exist. The error kinds here have no `NotFound`, so
 /// this is reported as an invalid value saying so.
 pub(super) fn not_found(path: impl Into<String>, value: impl Into<Value>) -> FieldError {
-    FieldError::invalid(path, value, "not found")
+    FieldError::not_found(path, value)
 }
 
 pub(super) fn inclusive_range(lo: i64, hi: i64) -> String {

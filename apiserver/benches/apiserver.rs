@@ -153,7 +153,10 @@ async fn send(client: &kube::Client, method: &str, path: &str, body: Vec<u8>) {
         .header("content-type", "application/json")
         .body(body)
         .expect("request");
-    client.request_text(req).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    client
+        .request_text(req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
 }
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
@@ -173,8 +176,17 @@ async fn create_range(client: &kube::Client, from: usize, to: usize) -> Stats {
 async fn lists(client: &kube::Client, name: &str, count: usize, out: &mut Vec<String>) {
     // One untimed list first: each object is serialised once, on its first read, and then
     // shared by every later list and watch.
-    send(client, "GET", &format!("{PODS}?resourceVersion=0"), Vec::new()).await;
-    for (label, query) in [("cached list (resourceVersion=0)", "?resourceVersion=0"), ("consistent list", "")] {
+    send(
+        client,
+        "GET",
+        &format!("{PODS}?resourceVersion=0"),
+        Vec::new(),
+    )
+    .await;
+    for (label, query) in [
+        ("cached list (resourceVersion=0)", "?resourceVersion=0"),
+        ("consistent list", ""),
+    ] {
         let rounds = 20;
         let mut lat = Vec::new();
         let start = Instant::now();
@@ -183,12 +195,21 @@ async fn lists(client: &kube::Client, name: &str, count: usize, out: &mut Vec<St
             send(client, "GET", &format!("{PODS}{query}"), Vec::new()).await;
             lat.push(t.elapsed());
         }
-        let stats = Stats { ops: rounds, elapsed: start.elapsed(), latencies: lat };
+        let stats = Stats {
+            ops: rounds,
+            elapsed: start.elapsed(),
+            latencies: lat,
+        };
         out.push(stats.row(&format!("{name}: {label} of {count} pods"), None));
     }
 }
 
-async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64), out: &mut Vec<String>) {
+async fn apiserver(
+    name: &str,
+    server: &common::TestServer,
+    reference: (f64, f64),
+    out: &mut Vec<String>,
+) {
     let client = server.client().await;
     let creates = create_range(&client, 0, CREATES).await;
     out.push(creates.row(&format!("{name}: create pod"), Some(reference.0)));
@@ -196,7 +217,13 @@ async fn apiserver(name: &str, server: &common::TestServer, reference: (f64, f64
     let gets = run(GETS, move |i| {
         let c = c.clone();
         async move {
-            send(&c, "GET", &format!("{PODS}/pod-{:06}", i % CREATES), Vec::new()).await;
+            send(
+                &c,
+                "GET",
+                &format!("{PODS}/pod-{:06}", i % CREATES),
+                Vec::new(),
+            )
+            .await;
         }
     })
     .await;

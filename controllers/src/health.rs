@@ -13,7 +13,8 @@ use crate::metrics::Metrics;
 
 fn self_signed() -> anyhow::Result<rustls::ServerConfig> {
     let key = rcgen::KeyPair::generate()?;
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
     let cert = params.self_signed(&key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -29,9 +30,21 @@ fn self_signed() -> anyhow::Result<rustls::ServerConfig> {
 
 fn answer(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, body, ct) = match req.uri().path() {
-        "/healthz" | "/livez" | "/readyz" => (StatusCode::OK, "ok".to_string(), "text/plain; charset=utf-8"),
-        "/metrics" => (StatusCode::OK, metrics.render(), "text/plain; version=0.0.4"),
-        _ => (StatusCode::NOT_FOUND, "404 page not found\n".to_string(), "text/plain; charset=utf-8"),
+        "/healthz" | "/livez" | "/readyz" => (
+            StatusCode::OK,
+            "ok".to_string(),
+            "text/plain; charset=utf-8",
+        ),
+        "/metrics" => (
+            StatusCode::OK,
+            metrics.render(),
+            "text/plain; version=0.0.4",
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "404 page not found\n".to_string(),
+            "text/plain; charset=utf-8",
+        ),
     };
     Response::builder()
         .status(status)
@@ -50,7 +63,9 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
         let acceptor = acceptor.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let service = hyper::service::service_fn(move |req| {
                 let resp = answer(&req, &metrics);
                 async move { Ok::<_, std::convert::Infallible>(resp) }

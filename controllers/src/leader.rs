@@ -36,7 +36,11 @@ enum Attempt {
     Waiting,
 }
 
-async fn try_acquire(api: &Api<Lease>, cfg: &Config, observed: &mut Option<Observed>) -> kube::Result<Attempt> {
+async fn try_acquire(
+    api: &Api<Lease>,
+    cfg: &Config,
+    observed: &mut Option<Observed>,
+) -> kube::Result<Attempt> {
     let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
         lease_duration_seconds: Some(cfg.lease_duration.as_secs() as i32),
@@ -122,7 +126,10 @@ where
                 Err(e) => tracing::warn!("renewing the lease: {e}"),
             }
             if last_renewed.elapsed() > cfg.renew_deadline {
-                anyhow::bail!("leader election lost: could not renew within {:?}", cfg.renew_deadline);
+                anyhow::bail!(
+                    "leader election lost: could not renew within {:?}",
+                    cfg.renew_deadline
+                );
             }
         }
     };

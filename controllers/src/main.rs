@@ -10,7 +10,11 @@ use kube_controller_manager::context::{Context, Settings};
 use kube_controller_manager::{health, leader, registry};
 
 #[derive(Parser)]
-#[command(name = "kube-controller-manager", version, about = "ferrokube's controller manager")]
+#[command(
+    name = "kube-controller-manager",
+    version,
+    about = "ferrokube's controller manager"
+)]
 struct Flags {
     /// Kubeconfig to reach the apiserver with (in-cluster config when absent).
     #[arg(long)]
@@ -61,7 +65,9 @@ struct Flags {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or("a duration needs a unit")?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or("a duration needs a unit")?;
     let (n, unit) = s.split_at(split);
     let n: f64 = n.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
@@ -151,9 +157,14 @@ fn uuid_like() -> String {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(flags))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(flags))
 }

@@ -251,9 +251,10 @@ impl Etcd {
 
     /// An apiserver on this etcd.
     pub async fn apiserver(&self) -> TestServer {
-        let store = ferrokube_storage::etcd::EtcdStore::connect(&[self.endpoint.clone()], "")
-            .await
-            .expect("connect etcd store");
+        let store =
+            ferrokube_storage::etcd::EtcdStore::connect(std::slice::from_ref(&self.endpoint), "")
+                .await
+                .expect("connect etcd store");
         TestServer::start_with(
             tempfile::tempdir().expect("tempdir"),
             store,

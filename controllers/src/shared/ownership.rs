@@ -32,7 +32,11 @@ pub fn is_controlled_by(meta: &ObjectMeta, owner: &ObjectMeta) -> bool {
 
 /// Makes `owner` the controller of an orphan. The patch carries the object's uid and
 /// resourceVersion, so it fails rather than adopting something that changed meanwhile.
-pub async fn adopt<K>(api: &Api<K>, object: &ObjectMeta, owner_ref: &OwnerReference) -> kube::Result<K>
+pub async fn adopt<K>(
+    api: &Api<K>,
+    object: &ObjectMeta,
+    owner_ref: &OwnerReference,
+) -> kube::Result<K>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -46,8 +50,12 @@ where
             "ownerReferences": refs,
         }
     });
-    api.patch(object.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(patch))
-        .await
+    api.patch(
+        object.name.as_deref().unwrap_or(""),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
 }
 
 /// Removes `owner_uid`'s reference from an object that no longer matches its selector.
@@ -69,6 +77,10 @@ where
             "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) },
         }
     });
-    api.patch(object.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(patch))
-        .await
+    api.patch(
+        object.name.as_deref().unwrap_or(""),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
 }

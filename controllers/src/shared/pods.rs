@@ -15,7 +15,12 @@ pub fn generate_name_prefix(owner: &str) -> String {
 }
 
 /// A pod from `template` for an owner, with the owner as its controller.
-pub fn from_template(template: &PodTemplateSpec, namespace: &str, owner_ref: OwnerReference, prefix: &str) -> Pod {
+pub fn from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    owner_ref: OwnerReference,
+    prefix: &str,
+) -> Pod {
     let t_meta = template.metadata.clone().unwrap_or_default();
     Pod {
         metadata: ObjectMeta {

@@ -130,6 +130,26 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
         &admin_key,
     );
     write(&dir.join("admin.kubeconfig"), &kubeconfig, true)?;
+
+    // Each control-plane component gets its own identity, as upstream's kubeadm writes them.
+    for (file, user) in [
+        (
+            "controller-manager.kubeconfig",
+            "system:kube-controller-manager",
+        ),
+        ("scheduler.kubeconfig", "system:kube-scheduler"),
+    ] {
+        let (cert, key) = client_cert(&issuer, user, &[])?;
+        let config = kubeconfig(
+            &opts.cluster_name,
+            &opts.server_url,
+            &ca_cert.pem(),
+            user,
+            &cert,
+            &key,
+        );
+        write(&dir.join(file), &config, true)?;
+    }
     Ok(())
 }
 

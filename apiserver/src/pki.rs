@@ -121,7 +121,7 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
     write(&dir.join("sa.key"), &sa_key.serialize_pem(), true)?;
     write(&dir.join("sa.pub"), &sa_key.public_key_pem(), false)?;
 
-    let kubeconfig = kubeconfig(
+    let admin = kubeconfig(
         &opts.cluster_name,
         &opts.server_url,
         &ca_cert.pem(),
@@ -129,7 +129,7 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
         &admin_cert,
         &admin_key,
     );
-    write(&dir.join("admin.kubeconfig"), &kubeconfig, true)?;
+    write(&dir.join("admin.kubeconfig"), &admin, true)?;
 
     // Each control-plane component gets its own identity, as upstream's kubeadm writes them.
     for (file, user) in [

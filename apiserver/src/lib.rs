@@ -12,6 +12,7 @@ pub mod convert;
 pub mod discovery;
 pub mod encoding;
 pub mod eventttl;
+pub mod eviction;
 pub mod fieldvalidation;
 pub mod graceful;
 pub mod http;

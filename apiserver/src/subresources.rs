@@ -1,7 +1,7 @@
 //! Subresources: status, scale, binding, finalize, approval and the pod-spec subresources.
 //! The ones that stream to a kubelet (log, exec, attach, portforward, proxy) and those that
-//! need controllers or token signing (eviction, token) are answered with a clear error until
-//! their components exist.
+//! need token signing (token) are answered with a clear error until their components exist.
+//! Eviction lives in `eviction`.
 
 use std::sync::Arc;
 
@@ -69,10 +69,13 @@ pub async fn serve(
                 .await?;
             Ok(respond(StatusCode::OK, &obj, format))
         }
+        ("eviction", "create") => {
+            let body = crate::http::resource_body(req).await?;
+            crate::eviction::create(&app, namespace, name, body, &query).await
+        }
         (other, _) => {
             let waiting_for = match other {
                 "log" | "exec" | "attach" | "portforward" | "proxy" => "a kubelet connection",
-                "eviction" => "disruption budgets (the controller manager)",
                 "token" => "service-account token signing",
                 _ => "its component",
             };

@@ -4,9 +4,29 @@
 //! watches). `registry` lists them by upstream name, `leader` keeps one active manager per
 //! cluster through a Lease, and `health` serves /healthz and /metrics.
 
+pub mod clusterroleaggregation;
 pub mod context;
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod disruption;
+pub mod endpoint;
+pub mod endpointslice;
+pub mod garbagecollector;
 pub mod health;
+pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod registry;
+pub mod replicaset;
+pub mod replication;
+pub mod rootcacertpublisher;
+pub mod serviceaccount;
 pub mod shared;
+pub mod statefulset;
+pub mod tainteviction;
+pub mod ttlafterfinished;

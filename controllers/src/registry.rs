@@ -18,7 +18,108 @@ pub struct Controller {
 
 /// Every controller this manager has.
 pub fn all() -> Vec<Controller> {
-    Vec::new()
+    vec![
+        Controller {
+            name: "endpoint",
+            default_on: true,
+            run: crate::endpoint::run,
+        },
+        Controller {
+            name: "endpointslice",
+            default_on: true,
+            run: crate::endpointslice::run,
+        },
+        Controller {
+            name: "cronjob",
+            default_on: true,
+            run: crate::cronjob::run,
+        },
+        Controller {
+            name: "job",
+            default_on: true,
+            run: crate::job::run,
+        },
+        Controller {
+            name: "replicaset",
+            default_on: true,
+            run: crate::replicaset::run,
+        },
+        Controller {
+            name: "deployment",
+            default_on: true,
+            run: crate::deployment::run,
+        },
+        Controller {
+            name: "replicationcontroller",
+            default_on: true,
+            run: crate::replication::run,
+        },
+        Controller {
+            name: "serviceaccount",
+            default_on: true,
+            run: crate::serviceaccount::run,
+        },
+        Controller {
+            name: "root-ca-certificate-publisher",
+            default_on: true,
+            run: crate::rootcacertpublisher::run,
+        },
+        Controller {
+            name: "namespace",
+            default_on: true,
+            run: crate::namespace::run,
+        },
+        Controller {
+            name: "garbage-collector",
+            default_on: true,
+            run: crate::garbagecollector::run,
+        },
+        Controller {
+            name: "statefulset",
+            default_on: true,
+            run: crate::statefulset::run,
+        },
+        Controller {
+            name: "daemonset",
+            default_on: true,
+            run: crate::daemonset::run,
+        },
+        Controller {
+            name: "disruption",
+            default_on: true,
+            run: crate::disruption::run,
+        },
+        Controller {
+            name: "node-lifecycle",
+            default_on: true,
+            run: crate::nodelifecycle::run,
+        },
+        Controller {
+            name: "taint-eviction-controller",
+            default_on: true,
+            run: crate::tainteviction::run,
+        },
+        Controller {
+            name: "nodeipam",
+            default_on: true,
+            run: crate::nodeipam::run,
+        },
+        Controller {
+            name: "clusterrole-aggregation",
+            default_on: true,
+            run: crate::clusterroleaggregation::run,
+        },
+        Controller {
+            name: "ttl-after-finished",
+            default_on: true,
+            run: crate::ttlafterfinished::run,
+        },
+        Controller {
+            name: "podgc",
+            default_on: true,
+            run: crate::podgc::run,
+        },
+    ]
 }
 
 /// Picks the controllers a `--controllers` list names, in upstream's syntax: `*` for the
@@ -52,9 +153,21 @@ mod tests {
 
     fn fake() -> Vec<Controller> {
         vec![
-            Controller { name: "a", default_on: true, run: noop },
-            Controller { name: "b", default_on: true, run: noop },
-            Controller { name: "c", default_on: false, run: noop },
+            Controller {
+                name: "a",
+                default_on: true,
+                run: noop,
+            },
+            Controller {
+                name: "b",
+                default_on: true,
+                run: noop,
+            },
+            Controller {
+                name: "c",
+                default_on: false,
+                run: noop,
+            },
         ]
     }
 
@@ -62,7 +175,11 @@ mod tests {
     fn star_minus_and_plus() {
         let names = |flags: &[&str]| -> Vec<&'static str> {
             let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-            select(fake(), &flags).unwrap().iter().map(|c| c.name).collect()
+            select(fake(), &flags)
+                .unwrap()
+                .iter()
+                .map(|c| c.name)
+                .collect()
         };
         assert_eq!(names(&["*"]), ["a", "b"]);
         assert_eq!(names(&["*", "-a", "c"]), ["b", "c"]);

@@ -585,8 +585,17 @@ impl Registry {
             return Ok(self.convert_out(res, new));
         }
 
-        // The last finalizer of an object being deleted is gone: delete it now.
-        if meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty() {
+        // The last finalizer of an object being deleted is gone: delete it now. A namespace
+        // also waits for its spec finalizers (the namespace controller emptying it).
+        let spec_finalizers = res.group.is_empty()
+            && res.kind == "Namespace"
+            && meta::path(&new, "spec.finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        if meta::deletion_timestamp(&new).is_some()
+            && meta::finalizers(&new).is_empty()
+            && !spec_finalizers
+        {
             return match self.store.delete(key, Some(old_revision)).await {
                 Ok((rev, _)) => {
                     release.keep();

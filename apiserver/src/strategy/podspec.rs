@@ -3340,7 +3340,7 @@ mod tests {
             "spec.containers[0].image: Required value",
             "spec.containers[1].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
             "spec.containers[1].ports[0].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
-            "spec.containers[1].volumeMounts[0].name: Invalid value: \"missing\": not found",
+            "spec.containers[1].volumeMounts[0].name: Not found: \"missing\"",
             "spec.containers[1].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
             "spec.containers[2].name: Duplicate value: \"c\"",
             "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",

@@ -2,5 +2,8 @@
 //! release), creation expectations, and pods stamped from templates.
 
 pub mod expectations;
+pub mod history;
+pub mod informer;
 pub mod ownership;
 pub mod pods;
+pub mod retry;

@@ -19,11 +19,18 @@ cargo test --workspace --no-fail-fast
 echo "== hack/cluster.sh up/down"
 export FERROKUBE_HOME; FERROKUBE_HOME=$(mktemp -d)
 trap 'FERROKUBE_PROFILE=dev hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
+export FERROKUBE_CONTROLLER_MANAGER_PORT=0
 line=$(FERROKUBE_PROFILE=dev hack/cluster.sh up --port 16443)
 eval "$line"
 kubectl get namespaces default >/dev/null
 kubectl create configmap smoke --from-literal=a=b >/dev/null
 kubectl get configmap smoke -o jsonpath='{.data.a}' | grep -qx b
+# The controller manager is running: a new namespace gets its default ServiceAccount, and a
+# Deployment its ReplicaSet and pod (the timeouts only guard against a hang).
+kubectl create namespace smoke >/dev/null
+kubectl wait --for=create serviceaccount/default -n smoke --timeout=120s >/dev/null
+kubectl create deployment smoke -n smoke --image=busybox >/dev/null
+kubectl wait --for=jsonpath='{.status.replicas}'=1 deployment/smoke -n smoke --timeout=120s >/dev/null
 FERROKUBE_PROFILE=dev hack/cluster.sh down
 trap - EXIT
 echo "cluster round trip: 1 passed, 0 failed"

@@ -30,6 +30,16 @@ pub fn all() -> Vec<Controller> {
             run: crate::endpointslice::run,
         },
         Controller {
+            name: "endpointslice-mirroring",
+            default_on: true,
+            run: crate::endpointslicemirroring::run,
+        },
+        Controller {
+            name: "persistentvolume-binder",
+            default_on: true,
+            run: crate::pvbinder::run,
+        },
+        Controller {
             name: "cronjob",
             default_on: true,
             run: crate::cronjob::run,
@@ -118,6 +128,21 @@ pub fn all() -> Vec<Controller> {
             name: "podgc",
             default_on: true,
             run: crate::podgc::run,
+        },
+        Controller {
+            name: "csrapproving",
+            default_on: true,
+            run: crate::csrapproving::run,
+        },
+        Controller {
+            name: "csrsigning",
+            default_on: true,
+            run: crate::csrsigning::run,
+        },
+        Controller {
+            name: "resourcequota",
+            default_on: true,
+            run: crate::resourcequota::run,
         },
     ]
 }

@@ -20,7 +20,9 @@ echo "== hack/cluster.sh up/down"
 export FERROKUBE_HOME; FERROKUBE_HOME=$(mktemp -d)
 trap 'FERROKUBE_PROFILE=dev hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
 export FERROKUBE_CONTROLLER_MANAGER_PORT=0
-line=$(FERROKUBE_PROFILE=dev hack/cluster.sh up --port 16443)
+# A free port, so that a cluster already running on this machine is left alone.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+line=$(FERROKUBE_PROFILE=dev hack/cluster.sh up --port "$port")
 eval "$line"
 kubectl get namespaces default >/dev/null
 kubectl create configmap smoke --from-literal=a=b >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks, each against a reference measured in the same run.
 #
-#   hack/bench.sh apiserver   create/get/list/watch on both backends vs raw etcd put/range
+#   hack/bench.sh apiserver     create/get/list/watch on both backends vs raw etcd put/range
+#   hack/bench.sh controllers   a Deployment 0 -> 5,000 ready replicas vs the same pods created directly
 #
 # The report is printed and recorded in BENCHMARKS.md under the benchmark's heading.
 set -euo pipefail
@@ -15,7 +16,11 @@ case $which in
     ensure_packages "${BUILD_PACKAGES[@]}" etcd-server
     report=$(cargo bench -p kube-apiserver --bench apiserver)
     ;;
-  *) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  controllers)
+    ensure_packages "${BUILD_PACKAGES[@]}"
+    report=$(cargo bench -p kube-controller-manager --bench controllers)
+    ;;
+  *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 
 echo "$report"

@@ -6,6 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/hack/lib.sh"
 cd "$root"
+# Incremental caches would double the target dir for a build that runs once.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 ensure_packages "${BUILD_PACKAGES[@]}" etcd-server
 

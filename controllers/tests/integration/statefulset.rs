@@ -1,6 +1,6 @@
 //! The StatefulSet controller against a real apiserver, with the test playing the kubelet.
 
-mod workload_support;
+use crate::workload_support;
 
 use ferrokube_testkit::TestServer;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};

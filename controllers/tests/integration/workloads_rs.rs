@@ -1,7 +1,7 @@
 //! The ReplicaSet and ReplicationController controllers against a real apiserver, with the
 //! test playing the kubelet.
 
-mod workload_support;
+use crate::workload_support;
 
 use std::collections::BTreeSet;
 

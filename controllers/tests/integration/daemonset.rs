@@ -1,7 +1,7 @@
 //! The DaemonSet controller against a real apiserver: the test makes Node objects (there is
 //! no kubelet) and plays the kubelet for pod status.
 
-mod workload_support;
+use crate::workload_support;
 
 use ferrokube_testkit::TestServer;
 use futures::StreamExt;

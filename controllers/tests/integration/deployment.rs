@@ -2,7 +2,7 @@
 //! by the real kubectl (rollout status, history, undo, pause, resume, restart), with the test
 //! playing the kubelet.
 
-mod workload_support;
+use crate::workload_support;
 
 use ferrokube_testkit::TestServer;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};

@@ -1,0 +1,8 @@
+//! The apiserver integration tests in one binary: one link instead of one per file.
+
+mod api;
+mod etcd_backend;
+mod eviction;
+mod kubectl;
+mod openapi;
+mod restart;

@@ -1,8 +1,8 @@
 //! ferrokube's kube-controller-manager.
 //!
 //! Every controller is a kube-runtime reconciler (level-triggered, idempotent, fed by shared
-//! watches). `registry` lists them by upstream name, `leader` keeps one active manager per
-//! cluster through a Lease, and `health` serves /healthz and /metrics.
+//! watches). `registry` lists them by upstream name; leader election and /healthz + /metrics
+//! come from `ferrokube-component`.
 
 pub mod clusterroleaggregation;
 pub mod context;
@@ -16,9 +16,7 @@ pub mod endpoint;
 pub mod endpointslice;
 pub mod endpointslicemirroring;
 pub mod garbagecollector;
-pub mod health;
 pub mod job;
-pub mod leader;
 pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
+use ferrokube_component::flags::parse_duration;
+use ferrokube_component::{leader, serving};
 use kube_controller_manager::context::{Context, Settings};
-use kube_controller_manager::{health, leader, registry};
+use kube_controller_manager::registry;
 
 #[derive(Parser)]
 #[command(
@@ -64,22 +66,6 @@ struct Flags {
     node_monitor_grace_period: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or("a duration needs a unit")?;
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn read(path: &Option<PathBuf>) -> Result<Option<String>> {
     path.as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
@@ -87,14 +73,7 @@ fn read(path: &Option<PathBuf>) -> Result<Option<String>> {
 }
 
 async fn run(flags: Flags) -> Result<()> {
-    let config = match &flags.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    let client = kube::Client::try_from(config)?;
+    let client = ferrokube_component::client(flags.kubeconfig.as_deref()).await?;
     let settings = Settings {
         cluster_cidr: flags.cluster_cidr.clone(),
         node_cidr_mask_size: flags.node_cidr_mask_size,
@@ -109,8 +88,9 @@ async fn run(flags: Flags) -> Result<()> {
     if flags.secure_port != 0 {
         let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
         let metrics = ctx.metrics.clone();
+        let render: serving::MetricsRenderer = std::sync::Arc::new(move || metrics.render());
         tokio::spawn(async move {
-            if let Err(e) = health::serve(addr, metrics).await {
+            if let Err(e) = serving::serve(addr, render).await {
                 tracing::error!("health server: {e}");
             }
         });
@@ -130,8 +110,7 @@ async fn run(flags: Flags) -> Result<()> {
         Ok(())
     };
     if flags.leader_elect {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        let identity = format!("{}_{}", host.trim(), uuid_like());
+        let identity = ferrokube_component::identity();
         leader::run(
             client,
             leader::Config {
@@ -150,18 +129,8 @@ async fn run(flags: Flags) -> Result<()> {
     }
 }
 
-/// A random identity suffix, so two managers on one host differ.
-fn uuid_like() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ferrokube_component::init_logging();
     let flags = Flags::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

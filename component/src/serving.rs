@@ -9,7 +9,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::metrics::Metrics;
+/// Renders the Prometheus text exposition for `/metrics`.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
 fn self_signed() -> anyhow::Result<rustls::ServerConfig> {
     let key = rcgen::KeyPair::generate()?;
@@ -28,18 +29,17 @@ fn self_signed() -> anyhow::Result<rustls::ServerConfig> {
     Ok(config)
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn answer(
+    req: &Request<hyper::body::Incoming>,
+    metrics: &MetricsRenderer,
+) -> Response<Full<Bytes>> {
     let (status, body, ct) = match req.uri().path() {
         "/healthz" | "/livez" | "/readyz" => (
             StatusCode::OK,
             "ok".to_string(),
             "text/plain; charset=utf-8",
         ),
-        "/metrics" => (
-            StatusCode::OK,
-            metrics.render(),
-            "text/plain; version=0.0.4",
-        ),
+        "/metrics" => (StatusCode::OK, metrics(), "text/plain; version=0.0.4"),
         _ => (
             StatusCode::NOT_FOUND,
             "404 page not found\n".to_string(),
@@ -54,7 +54,7 @@ fn answer(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<F
 }
 
 /// Serves until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, metrics: MetricsRenderer) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(self_signed()?));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("serving /healthz and /metrics on https://{addr}");

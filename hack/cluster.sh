@@ -30,6 +30,7 @@ stop_pid() {
 }
 
 down() {
+  stop_pid "$home/kube-scheduler.pid"
   stop_pid "$home/kube-controller-manager.pid"
   stop_pid "$home/kube-apiserver.pid"
   stop_pid "$home/etcd.pid"
@@ -69,7 +70,7 @@ up() {
   ensure_packages "${pkgs[@]}"
   command -v kubectl >/dev/null || echo "note: kubectl is not on PATH; install it to use the cluster" >&2
 
-  (cd "$root" && cargo build --profile "$profile" -p kube-apiserver -p kube-controller-manager >&2)
+  (cd "$root" && cargo build --profile "$profile" -p kube-apiserver -p kube-controller-manager -p kube-scheduler >&2)
   local dir=$profile; [ "$profile" = dev ] && dir=debug
   local bin="${CARGO_TARGET_DIR:-$root/target}/$dir"
 
@@ -103,6 +104,12 @@ up() {
     --cluster-signing-cert-file "$home/pki/ca.crt" --cluster-signing-key-file "$home/pki/ca.key" \
     --cluster-cidr 10.244.0.0/16 >"$home/kube-controller-manager.log" 2>&1 &
   echo $! >"$home/kube-controller-manager.pid"
+
+  "$bin/kube-scheduler" \
+    --kubeconfig "$home/pki/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "${FERROKUBE_SCHEDULER_PORT:-10259}" \
+    >"$home/kube-scheduler.log" 2>&1 &
+  echo $! >"$home/kube-scheduler.pid"
   echo "cluster is up ($store store); logs in $home" >&2
   echo "export KUBECONFIG=$home/pki/admin.kubeconfig"
 }

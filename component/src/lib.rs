@@ -4,6 +4,7 @@
 
 pub mod flags;
 pub mod leader;
+pub mod metrics;
 pub mod serving;
 
 use std::path::Path;

@@ -57,7 +57,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Every node the scheduler knows a Node object for, in a stable order.
+    /// Every node the scheduler knows of, in a stable order; entries whose Node object has
+    /// not been seen (pods bound to an unknown node) have `node: None`.
     pub fn nodes(&self) -> &[Arc<NodeInfo>] {
         &self.nodes
     }
@@ -212,6 +213,11 @@ impl Cluster {
             pods.retain(|p| p.uid() != uid);
         }
         self.nominated.retain(|_, pods| !pods.is_empty());
+    }
+
+    /// Uids of the pods on any node, bound or assumed.
+    pub fn pod_uids(&self) -> impl Iterator<Item = &str> {
+        self.pods.keys().map(String::as_str)
     }
 
     /// Pods on any node, bound or assumed.

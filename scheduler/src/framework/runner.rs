@@ -115,6 +115,9 @@ impl Framework {
         for other in ahead {
             with_node.add_pod((*other).clone());
             for p in &self.pre_filter {
+                if state.skip_filter.contains(p.name()) {
+                    continue;
+                }
                 let s = p.add_pod(&mut with_state, pod, other, &with_node, cluster);
                 if !s.is_success() {
                     return s.with_plugin(p.name());
@@ -135,18 +138,23 @@ impl Framework {
         cluster: &Cluster,
         statuses: &NodeStatuses,
     ) -> (Status, PostFilterResult) {
-        let mut last = Status::unschedulable("no PostFilter plugin made the pod schedulable");
+        // A rejection may still carry a result: `nominated_node: Some("")` asks to clear the
+        // pod's nomination, as upstream's preemption does when it cannot help.
+        let mut last = (
+            Status::unschedulable("no PostFilter plugin made the pod schedulable"),
+            PostFilterResult::default(),
+        );
         for p in &self.post_filter {
             let (s, result) = p.post_filter(state, pod, cluster, self, statuses);
             if s.is_success() {
                 return (s, result);
             }
             if !s.is_rejected() {
-                return (s.with_plugin(p.name()), PostFilterResult::default());
+                return (s.with_plugin(p.name()), result);
             }
-            last = s.with_plugin(p.name());
+            last = (s.with_plugin(p.name()), result);
         }
-        (last, PostFilterResult::default())
+        last
     }
 
     pub fn run_pre_score(

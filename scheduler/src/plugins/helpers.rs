@@ -145,10 +145,52 @@ pub fn tolerations(pod: &Pod) -> &[Toleration] {
         .unwrap_or_default()
 }
 
+/// Upstream's `helper.DefaultNormalizeScore`: scales raw scores so the highest becomes
+/// `max_priority` (integer division, as upstream). With `reverse`, the scale is flipped so
+/// the highest raw score gets 0. When every score is 0 they stay 0, or all become
+/// `max_priority` when reversed (no node is worse than another).
+pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i64]) {
+    let max_count = scores.iter().copied().fold(0, i64::max);
+    if max_count == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = max_priority);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        let scaled = max_priority * *s / max_count;
+        *s = if reverse {
+            max_priority - scaled
+        } else {
+            scaled
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn default_normalize_score_scales_and_reverses() {
+        let mut s = [10, 5, 0, 3];
+        default_normalize_score(100, false, &mut s);
+        assert_eq!(s, [100, 50, 0, 30]);
+        let mut s = [10, 5, 0, 3];
+        default_normalize_score(100, true, &mut s);
+        assert_eq!(s, [0, 50, 100, 70]);
+        let mut s = [0, 0];
+        default_normalize_score(100, true, &mut s);
+        assert_eq!(s, [100, 100]);
+        let mut s = [0, 0];
+        default_normalize_score(100, false, &mut s);
+        assert_eq!(s, [0, 0]);
+        // Integer division, as upstream: 100 * 1 / 3 = 33.
+        let mut s = [3, 1];
+        default_normalize_score(100, false, &mut s);
+        assert_eq!(s, [100, 33]);
+    }
 
     fn node(labels: serde_json::Value) -> Node {
         serde_json::from_value(json!({"metadata": {"name": "n1", "labels": labels}})).unwrap()

@@ -1,7 +1,23 @@
 //! Upstream's default plugins, by their upstream names. Each module's `register` builds its
 //! plugin from the profile's `pluginConfig` args and says which extension points it serves.
 
+pub mod defaultbinder;
+pub mod defaultpreemption;
 pub mod helpers;
+pub mod imagelocality;
+pub mod interpodaffinity;
+pub mod nodeaffinity;
+pub mod nodename;
+pub mod nodeports;
+pub mod noderesources;
+pub mod nodeunschedulable;
+pub mod nodevolumelimits;
+pub mod podtopologyspread;
+pub mod schedulinggates;
+pub mod tainttoleration;
+pub mod volumebinding;
+pub mod volumerestrictions;
+pub mod volumezone;
 
 use std::sync::Arc;
 
@@ -29,4 +45,33 @@ pub struct Registered {
     pub bind: Option<Arc<dyn BindPlugin>>,
     /// The cluster events after which a pod it rejected may fit.
     pub events: Vec<crate::events::ClusterEvent>,
+}
+
+/// Builds a plugin by its upstream name.
+pub fn build(
+    name: &str,
+    args: &serde_json::Value,
+    ctx: &PluginContext,
+) -> anyhow::Result<Registered> {
+    let register = match name {
+        schedulinggates::NAME => schedulinggates::register,
+        nodeunschedulable::NAME => nodeunschedulable::register,
+        nodename::NAME => nodename::register,
+        tainttoleration::NAME => tainttoleration::register,
+        nodeaffinity::NAME => nodeaffinity::register,
+        nodeports::NAME => nodeports::register,
+        noderesources::fit::NAME => noderesources::fit::register,
+        noderesources::balanced_allocation::NAME => noderesources::balanced_allocation::register,
+        volumerestrictions::NAME => volumerestrictions::register,
+        nodevolumelimits::NAME => nodevolumelimits::register,
+        volumebinding::NAME => volumebinding::register,
+        volumezone::NAME => volumezone::register,
+        podtopologyspread::NAME => podtopologyspread::register,
+        interpodaffinity::NAME => interpodaffinity::register,
+        defaultpreemption::NAME => defaultpreemption::register,
+        imagelocality::NAME => imagelocality::register,
+        defaultbinder::NAME => defaultbinder::register,
+        _ => anyhow::bail!("plugin {name:?} does not exist"),
+    };
+    register(args, ctx).map_err(|e| anyhow::anyhow!("plugin {name}: {e}"))
 }

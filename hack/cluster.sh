@@ -23,8 +23,8 @@ stop_pid() {
   local pid; pid=$(cat "$file")
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    # Up to 5 s for a clean exit, then no more waiting.
+    timeout 5 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$file"
 }

@@ -42,7 +42,7 @@ kind: Node
 metadata: {name: smoke-node, labels: {kubernetes.io/hostname: smoke-node}}
 EOF
 kubectl patch node smoke-node --subresource=status --type=merge \
-  -p '{"status":{"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"capacity":{"cpu":"4","memory":"8Gi","pods":"110"}}}' >/dev/null
+  -p '{"status":{"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
 kubectl wait --for=jsonpath='{.spec.nodeName}'=smoke-node pod -l app=smoke -n smoke --timeout=120s >/dev/null
 FERROKUBE_PROFILE=dev hack/cluster.sh down
 trap - EXIT

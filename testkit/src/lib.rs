@@ -215,7 +215,7 @@ impl Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
-        let child = Command::new("etcd")
+        let mut child = Command::new("etcd")
             .args([
                 "--data-dir",
                 path_str(&dir.path().join("etcd")),
@@ -229,24 +229,37 @@ impl Etcd {
                 "8589934592",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start etcd (Debian etcd-server)");
+        // etcd says when it has a leader and serves clients; the channel closes if it exits.
+        let stderr = child.stderr.take().expect("etcd stderr");
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut ready_tx = Some(ready_tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let ready = line.contains("ready to serve client requests")
+                    || line.contains("serving client traffic");
+                if ready {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
         let etcd = Etcd {
             child,
             endpoint,
             _dir: dir,
         };
-        // Bounded: etcd answers within a few seconds or the test fails.
-        for _ in 0..400 {
-            if let Ok(mut c) = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
-                if c.status().await.is_ok() {
-                    return etcd;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Only a guard against an etcd that never gets ready.
+        match tokio::time::timeout(std::time::Duration::from_secs(60), ready_rx).await {
+            Ok(Ok(())) => etcd,
+            Ok(Err(_)) => panic!("etcd exited before it was ready"),
+            Err(_) => panic!("etcd was not ready within 60s"),
         }
-        panic!("etcd did not answer");
     }
 
     /// An apiserver on this etcd.

@@ -16,9 +16,11 @@ impl Drop for Apiserver {
     }
 }
 
-fn start(dir: &std::path::Path, port: u16) -> Apiserver {
+/// Starts the binary; the receiver fires when it logs that it is serving (and closes if it
+/// exits first).
+fn start(dir: &std::path::Path, port: u16) -> (Apiserver, tokio::sync::oneshot::Receiver<()>) {
     let pki = dir.join("pki");
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
         .args([
             "--bind-address",
             "127.0.0.1",
@@ -33,11 +35,26 @@ fn start(dir: &std::path::Path, port: u16) -> Apiserver {
         .arg(pki.join("ca.crt"))
         .arg("--data-dir")
         .arg(dir.join("data"))
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start kube-apiserver");
-    Apiserver(child)
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("serving on https://") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    (Apiserver(child), rx)
 }
 
 async fn client(dir: &std::path::Path) -> kube::Client {
@@ -48,16 +65,13 @@ async fn client(dir: &std::path::Path) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-/// Waits until the server answers /readyz (bounded: the test fails if it never does).
-async fn ready(client: &kube::Client) {
-    for _ in 0..600 {
-        let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
-        if client.request_text(req).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// Waits for the binary's "serving on" line (bounded: the test fails if it never comes).
+async fn serving(rx: tokio::sync::oneshot::Receiver<()>) {
+    match tokio::time::timeout(std::time::Duration::from_secs(60), rx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("kube-apiserver exited before serving"),
+        Err(_) => panic!("kube-apiserver did not start serving"),
     }
-    panic!("kube-apiserver never became ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,9 +93,9 @@ async fn sigkill_and_restart_lose_nothing_acknowledged() {
 
     let mut acknowledged = Vec::new();
     {
-        let _server = start(dir.path(), port);
+        let (_server, up) = start(dir.path(), port);
+        serving(up).await;
         let c = client(dir.path()).await;
-        ready(&c).await;
         let api: Api<ConfigMap> = Api::namespaced(c, "default");
         for i in 0..50 {
             let cm: ConfigMap = serde_json::from_value(
@@ -94,9 +108,9 @@ async fn sigkill_and_restart_lose_nothing_acknowledged() {
         // Dropping the guard sends SIGKILL: no clean shutdown.
     }
 
-    let _server = start(dir.path(), port);
+    let (_server, up) = start(dir.path(), port);
+    serving(up).await;
     let c = client(dir.path()).await;
-    ready(&c).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     for (name, rv) in &acknowledged {
         let got = api.get(name).await.unwrap();

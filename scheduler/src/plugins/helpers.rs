@@ -167,6 +167,50 @@ pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i
     }
 }
 
+/// Worker threads for splitting a cycle's walk over all nodes, like upstream's
+/// parallelizer: the machine's parallelism, capped at upstream's default of 16. Read once;
+/// on Linux finding it out reads cgroup files.
+fn cycle_parallelism() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(16)
+    })
+}
+
+/// Runs `work` on contiguous chunks of `items`, on scoped threads when the whole job
+/// (`cost`, in any unit, e.g. nodes plus pods visited) gives each thread at least
+/// `min_cost_per_thread`, so cheap walks don't pay for threads; returns the chunks' results
+/// in order. A panic in a worker is re-raised on the caller.
+pub fn parallel_chunks<T: Sync, R: Send>(
+    items: &[T],
+    cost: usize,
+    min_cost_per_thread: usize,
+    work: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = cycle_parallelism()
+        .min(cost / min_cost_per_thread.max(1))
+        .min(items.len());
+    if threads <= 1 {
+        return vec![work(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut chunks = items.chunks(size);
+        let first = chunks.next().unwrap_or_default();
+        let spawned: Vec<_> = chunks.map(|c| scope.spawn(move || work(c))).collect();
+        let mut out = Vec::with_capacity(spawned.len() + 1);
+        out.push(work(first));
+        for handle in spawned {
+            let result = handle.join();
+            out.push(result.unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +234,20 @@ mod tests {
         let mut s = [3, 1];
         default_normalize_score(100, false, &mut s);
         assert_eq!(s, [100, 33]);
+    }
+
+    #[test]
+    fn parallel_chunks_covers_every_item_in_order() {
+        let items: Vec<usize> = (0..1000).collect();
+        for min in [1, 10, 400, 2000] {
+            let parts = parallel_chunks(&items, 1000, min, |c| c.to_vec());
+            assert_eq!(parts.concat(), items);
+            if min > 1000 {
+                assert_eq!(parts.len(), 1);
+            }
+        }
+        let empty: [usize; 0] = [];
+        assert_eq!(parallel_chunks(&empty, 100, 1, |c| c.len()), vec![0]);
     }
 
     fn node(labels: serde_json::Value) -> Node {

@@ -1,8 +1,8 @@
 //! A real etcd (Debian's `/usr/bin/etcd`) on free loopback ports in a temp dir, for tests.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,9 +12,11 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 const ETCD: &str = "/usr/bin/etcd";
-/// Readiness polls before giving up on a start, with `POLL_INTERVAL` between them.
-const READY_POLLS: u32 = 1500;
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// What etcd logs once it has a leader and serves clients: capnslog's wording, and zap's
+/// (which etcd 3.4 logs only after its server is ready).
+const READY_LINES: [&str; 2] = ["ready to serve client requests", "serving client traffic"];
+/// Only a guard against an etcd that never gets ready; nothing waits this long normally.
+const READY_GUARD: Duration = Duration::from_secs(60);
 /// Starts retried with fresh ports, in case another process took a port between our probe
 /// and etcd's bind.
 const START_ATTEMPTS: u32 = 3;
@@ -45,7 +47,7 @@ impl EtcdServer {
             .map_err(|e| e.to_string())?;
         let client = format!("http://127.0.0.1:{}", free_port()?);
         let peer = format!("http://127.0.0.1:{}", free_port()?);
-        let log = File::create(dir.path().join("etcd.log")).map_err(|e| e.to_string())?;
+        let mut log = File::create(dir.path().join("etcd.log")).map_err(|e| e.to_string())?;
         let mut command = Command::new(ETCD);
         command
             .arg("--name=test")
@@ -60,7 +62,7 @@ impl EtcdServer {
             .arg("--log-outputs=stderr")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(Stdio::piped());
         // If the test process dies without running its cleanup (killed, or aborted), the
         // kernel kills etcd with it. The signal follows the spawning thread, which is why the
         // shared server is spawned from a thread that never exits.
@@ -73,36 +75,40 @@ impl EtcdServer {
                 Ok(())
             });
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| format!("spawning {ETCD}: {e}"))?;
-        let mut server = EtcdServer {
+        // etcd's log goes to a file through this thread, which also tells us when etcd says
+        // it is ready; the channel closes if etcd exits first.
+        let stderr = child.stderr.take().ok_or("etcd stderr")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log, "{line}");
+                if READY_LINES.iter().any(|r| line.contains(r)) {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        let server = EtcdServer {
             child,
             endpoint: client,
             dir,
         };
-        server.wait_ready()?;
-        Ok(server)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let address = self.endpoint.trim_start_matches("http://").to_owned();
-        for _ in 0..READY_POLLS {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "etcd exited with {status}: {}",
-                    read_log(self.dir.path())
-                ));
+        match ready_rx.recv_timeout(READY_GUARD) {
+            Ok(()) => Ok(server),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(format!("etcd exited: {}", read_log(server.dir.path())))
             }
-            if healthy(&address) {
-                return Ok(());
-            }
-            std::thread::sleep(POLL_INTERVAL);
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "etcd not ready within {READY_GUARD:?}: {}",
+                read_log(server.dir.path())
+            )),
         }
-        Err(format!(
-            "etcd not healthy after {READY_POLLS} polls: {}",
-            read_log(self.dir.path())
-        ))
     }
 }
 
@@ -151,22 +157,6 @@ extern "C" fn stop_shared() {
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-/// etcd serves `/health` over HTTP on its client port; it reports true once it has a leader
-/// and can serve a read.
-fn healthy(address: &str) -> bool {
-    let Ok(mut conn) = TcpStream::connect(address) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    if conn.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = conn.read_to_string(&mut response);
-    response.contains("\"health\":\"true\"")
 }
 
 fn read_log(dir: &Path) -> String {

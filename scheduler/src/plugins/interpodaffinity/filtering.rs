@@ -9,6 +9,7 @@ use super::*;
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, NodeNames, PodInfo, PreFilterPlugin, Status,
 };
+use crate::plugins::helpers::parallel_chunks;
 
 const PRE_FILTER_STATE_KEY: &str = "PreFilterInterPodAffinity";
 
@@ -89,12 +90,14 @@ impl PreFilterState {
     }
 
     fn satisfies_existing_anti_affinity(&self, labels: &BTreeMap<String, String>) -> bool {
-        if self.existing_anti_affinity.is_empty() {
-            return true;
-        }
-        !labels
-            .iter()
-            .any(|(k, v)| self.existing_anti_affinity.get(k, v) > 0)
+        // Any of the node's pairs with a positive count; walking the few keys counted is
+        // cheaper than walking every label of the node.
+        !self.existing_anti_affinity.0.iter().any(|(key, values)| {
+            labels
+                .get(key)
+                .and_then(|v| values.get(v))
+                .is_some_and(|&n| n > 0)
+        })
     }
 }
 
@@ -113,37 +116,55 @@ pub(super) fn compute(pod: &PodInfo, cluster: &Cluster) -> Option<PreFilterState
         .map(|t| IncomingTerm::resolve(t, 0, cluster))
         .collect();
 
-    let mut existing_anti_affinity = PairCounts::default();
-    let mut affinity = PairCounts::default();
-    let mut anti_affinity = PairCounts::default();
     let has_own_terms = !required_affinity.is_empty() || !required_anti_affinity.is_empty();
-    for info in cluster.nodes() {
-        if info.node.is_none() {
-            continue;
-        }
-        let labels = info.labels();
-        for other in &info.pods_with_required_anti_affinity {
-            for t in &other.required_anti_affinity {
-                if t.matches(&pod.pod, namespace_labels.as_ref()) {
-                    existing_anti_affinity.add(labels, &t.topology_key, 1);
+    let walk = |nodes: &[Arc<NodeInfo>]| {
+        let mut existing_anti_affinity = PairCounts::default();
+        let mut affinity = PairCounts::default();
+        let mut anti_affinity = PairCounts::default();
+        for info in nodes {
+            if info.node.is_none() {
+                continue;
+            }
+            let labels = info.labels();
+            for other in &info.pods_with_required_anti_affinity {
+                for t in &other.required_anti_affinity {
+                    if t.matches(&pod.pod, namespace_labels.as_ref()) {
+                        existing_anti_affinity.add(labels, &t.topology_key, 1);
+                    }
+                }
+            }
+            if !has_own_terms {
+                continue;
+            }
+            for other in &info.pods {
+                if matches_all(&required_affinity, &other.pod) {
+                    for t in &required_affinity {
+                        affinity.add(labels, &t.topology_key, 1);
+                    }
+                }
+                for t in &required_anti_affinity {
+                    if t.matches(&other.pod) {
+                        anti_affinity.add(labels, &t.topology_key, 1);
+                    }
                 }
             }
         }
-        if !has_own_terms {
-            continue;
-        }
-        for other in &info.pods {
-            if matches_all(&required_affinity, &other.pod) {
-                for t in &required_affinity {
-                    affinity.add(labels, &t.topology_key, 1);
-                }
-            }
-            for t in &required_anti_affinity {
-                if t.matches(&other.pod) {
-                    anti_affinity.add(labels, &t.topology_key, 1);
-                }
-            }
-        }
+        (existing_anti_affinity, affinity, anti_affinity)
+    };
+    let nodes = cluster.nodes();
+    let cost = nodes.len()
+        + if has_own_terms {
+            cluster.pod_count()
+        } else {
+            0
+        };
+    let mut parts = parallel_chunks(nodes, cost, MIN_COST_PER_THREAD, walk).into_iter();
+    let (mut existing_anti_affinity, mut affinity, mut anti_affinity) =
+        parts.next().unwrap_or_default();
+    for (e, a, n) in parts {
+        existing_anti_affinity.merge(e);
+        affinity.merge(a);
+        anti_affinity.merge(n);
     }
 
     if existing_anti_affinity.is_empty() && !has_own_terms {

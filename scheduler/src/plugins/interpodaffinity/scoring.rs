@@ -10,6 +10,7 @@ use crate::framework::pod_info::WeightedAffinityTerm;
 use crate::framework::{
     CycleState, NodeInfo, PodInfo, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
+use crate::plugins::helpers::parallel_chunks;
 
 const PRE_SCORE_STATE_KEY: &str = "PreScoreInterPodAffinity";
 
@@ -38,59 +39,55 @@ fn bump(map: &mut ScoreMap, labels: &BTreeMap<String, String>, key: &str, weight
     true
 }
 
+/// The incoming pod's side of scoring, shared by the threads walking the nodes.
 struct Scorer<'a> {
     incoming: &'a Pod,
     namespace_labels: Option<&'a BTreeMap<String, String>>,
     preferred_affinity: Vec<IncomingTerm>,
     preferred_anti_affinity: Vec<IncomingTerm>,
     hard_weight: i64,
-    map: ScoreMap,
-    /// Whether any term applied at all (upstream skips scoring otherwise).
-    touched: bool,
 }
 
 impl Scorer<'_> {
-    fn existing_terms(
-        &mut self,
-        terms: &[WeightedAffinityTerm],
+    /// Adds what `existing` contributes on its node; true when any term applied.
+    fn process(
+        &self,
+        map: &mut ScoreMap,
+        existing: &PodInfo,
         labels: &BTreeMap<String, String>,
-        sign: i64,
-    ) {
-        for t in terms {
-            if t.term.matches(self.incoming, self.namespace_labels) {
-                self.touched |= bump(
-                    &mut self.map,
-                    labels,
-                    &t.term.topology_key,
-                    i64::from(t.weight) * sign,
-                );
-            }
-        }
-    }
-
-    fn process(&mut self, existing: &PodInfo, labels: &BTreeMap<String, String>) {
+    ) -> bool {
         if labels.is_empty() {
-            return;
+            return false;
         }
+        let mut touched = false;
         for t in &self.preferred_affinity {
             if t.matches(&existing.pod) {
-                self.touched |= bump(&mut self.map, labels, &t.topology_key, t.weight);
+                touched |= bump(map, labels, &t.topology_key, t.weight);
             }
         }
         for t in &self.preferred_anti_affinity {
             if t.matches(&existing.pod) {
-                self.touched |= bump(&mut self.map, labels, &t.topology_key, -t.weight);
+                touched |= bump(map, labels, &t.topology_key, -t.weight);
             }
         }
         if self.hard_weight > 0 {
             for t in &existing.required_affinity {
                 if t.matches(self.incoming, self.namespace_labels) {
-                    self.touched |= bump(&mut self.map, labels, &t.topology_key, self.hard_weight);
+                    touched |= bump(map, labels, &t.topology_key, self.hard_weight);
                 }
             }
         }
-        self.existing_terms(&existing.preferred_affinity, labels, 1);
-        self.existing_terms(&existing.preferred_anti_affinity, labels, -1);
+        let mut existing_terms = |terms: &[WeightedAffinityTerm], sign: i64| {
+            for t in terms {
+                if t.term.matches(self.incoming, self.namespace_labels) {
+                    let weight = i64::from(t.weight) * sign;
+                    touched |= bump(map, labels, &t.term.topology_key, weight);
+                }
+            }
+        };
+        existing_terms(&existing.preferred_affinity, 1);
+        existing_terms(&existing.preferred_anti_affinity, -1);
+        touched
     }
 }
 
@@ -113,38 +110,54 @@ impl PreScorePlugin for InterPodAffinity {
                 .map(|t| IncomingTerm::resolve(&t.term, t.weight, cluster))
                 .collect()
         };
-        let mut scorer = Scorer {
+        let scorer = Scorer {
             incoming: &pod.pod,
             namespace_labels: cluster.namespace_labels(pod.namespace()),
             preferred_affinity: resolve(&pod.preferred_affinity),
             preferred_anti_affinity: resolve(&pod.preferred_anti_affinity),
             hard_weight: i64::from(self.args.hard_pod_affinity_weight),
-            map: ScoreMap::new(),
-            touched: false,
         };
-        for info in cluster.nodes() {
-            if info.node.is_none() {
-                continue;
+        let walk = |nodes: &[Arc<NodeInfo>]| {
+            let mut map = ScoreMap::new();
+            let mut touched = false;
+            for info in nodes {
+                if info.node.is_none() {
+                    continue;
+                }
+                // Only pods with affinity terms of their own can matter unless the incoming
+                // pod has preferences that any pod may match.
+                let pods = if has_constraints {
+                    &info.pods
+                } else {
+                    &info.pods_with_affinity
+                };
+                let labels = info.labels();
+                for existing in pods {
+                    touched |= scorer.process(&mut map, existing, labels);
+                }
             }
-            // Only pods with affinity terms of their own can matter unless the incoming pod
-            // has preferences that any pod may match.
-            let pods = if has_constraints {
-                &info.pods
-            } else {
-                &info.pods_with_affinity
-            };
-            let labels = info.labels();
-            for existing in pods {
-                scorer.process(existing, labels);
+            (map, touched)
+        };
+        let nodes = cluster.nodes();
+        let cost = nodes.len() + cluster.pod_count();
+        let mut map = ScoreMap::new();
+        let mut touched = false;
+        for (part, t) in parallel_chunks(nodes, cost, MIN_COST_PER_THREAD, walk) {
+            touched |= t;
+            for (key, values) in part {
+                let mine = map.entry(key).or_default();
+                for (value, n) in values {
+                    *mine.entry(value).or_insert(0) += n;
+                }
             }
         }
-        if !scorer.touched {
+        if !touched {
             return Status::skip();
         }
         state.write(
             PRE_SCORE_STATE_KEY,
             PreScoreState {
-                topology_score: Arc::new(scorer.map),
+                topology_score: Arc::new(map),
             },
         );
         Status::success()

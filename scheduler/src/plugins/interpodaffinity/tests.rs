@@ -483,3 +483,54 @@ fn registers_every_point_and_events() {
     assert!(r.events.iter().any(|e| e.covers(&node_label)));
     assert!(!r.events.iter().any(|e| e.covers(&node_alloc)));
 }
+
+/// Enough nodes and pods for the walks to be split over threads on a multi-core machine;
+/// the merged counts must equal what one walk would find.
+#[test]
+fn large_cluster_counts_merge_across_threads() {
+    let mut c = Cluster::default();
+    for i in 0..200 {
+        c.upsert_node(zoned(&format!("n{i}"), &format!("z{}", i % 4)));
+    }
+    // 8,000 pods; app-k sits on nodes ≡ k (mod 8), so only zones z(k mod 4) hold it.
+    for i in 0..8000 {
+        let app = format!("app-{}", i % 8);
+        place(
+            &mut c,
+            pod(
+                &format!("p{i}"),
+                "default",
+                json!({"app": app}),
+                Some(&format!("n{}", i % 200)),
+                json!(null),
+            ),
+        );
+    }
+    assert!(c.nodes().len() + c.pod_count() >= 2 * MIN_COST_PER_THREAD);
+    let aff = json!({
+        "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", json!({"app": "app-1"}))]},
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            term("kubernetes.io/hostname", json!({"app": "app-5"}))]},
+    });
+    let incoming = PodInfo::new(Arc::new(pod("p", "default", json!({}), None, aff)));
+    let st = filter_all(&plugin(Value::Null), &c, &incoming).unwrap();
+    // Zone z1 (nodes ≡ 1 mod 4) has app-1; of those, nodes ≡ 5 mod 8 hold app-5.
+    let expected: Vec<String> = (0..200)
+        .filter(|i| i % 8 == 1)
+        .map(|i| format!("n{i}"))
+        .collect();
+    let mut got: Vec<String> = passing(&st).into_iter().map(String::from).collect();
+    got.sort();
+    let mut expected_sorted = expected;
+    expected_sorted.sort();
+    assert_eq!(got, expected_sorted);
+
+    // Preferred affinity to app-2 (zone z2): z2 nodes get the top score, the rest 0.
+    let aff = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 3, "podAffinityTerm": term("zone", json!({"app": "app-2"}))}]}});
+    let incoming = PodInfo::new(Arc::new(pod("q", "default", json!({}), None, aff)));
+    for (name, score) in scores(&plugin(Value::Null), &c, &incoming).unwrap() {
+        let zone2 = name[1..].parse::<usize>().unwrap() % 4 == 2;
+        assert_eq!(score, if zone2 { 100 } else { 0 }, "{name}");
+    }
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, NodeNames, PreFilterPlugin, Status};
+use crate::plugins::helpers::parallel_chunks;
 
 const PRE_FILTER_STATE_KEY: &str = "PreFilterPodTopologySpread";
 
@@ -53,6 +54,8 @@ impl CriticalPaths {
 #[derive(Clone, Debug)]
 pub(super) struct PreFilterState {
     constraints: Arc<Vec<Constraint>>,
+    /// Per constraint: whether its selector selects the incoming pod itself.
+    self_match: Vec<bool>,
     paths: Vec<CriticalPaths>,
     /// Per constraint: domain (topology value) → matching pods in it. Every eligible
     /// domain is present, with 0 when it has no matching pod.
@@ -94,18 +97,22 @@ impl PreFilterState {
             let Some(value) = labels.get(&c.topology_key) else {
                 continue;
             };
-            let counts = &mut self.counts[i];
-            let num = match counts.get_mut(value.as_str()) {
-                Some(n) => {
-                    *n += delta;
-                    *n
-                }
-                None => {
-                    counts.insert(value.clone(), delta);
-                    delta
-                }
-            };
+            let num = add_count(&mut self.counts[i], value, delta);
             self.paths[i].update(value, num);
+        }
+    }
+}
+
+/// Adds to a domain's count (creating the domain) and returns the new count.
+fn add_count(counts: &mut HashMap<String, i64>, value: &str, delta: i64) -> i64 {
+    match counts.get_mut(value) {
+        Some(n) => {
+            *n += delta;
+            *n
+        }
+        None => {
+            counts.insert(value.to_string(), delta);
+            delta
         }
     }
 }
@@ -132,35 +139,44 @@ pub(super) fn compute(
         })
         .collect();
     let ns = pod.namespace();
-    let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
-    let mut node_counts: Vec<Option<i64>> = vec![None; constraints.len()];
-    for info in cluster.nodes() {
-        let Some(node) = info.node.as_deref() else {
-            continue;
-        };
-        let labels = info.labels();
-        if !has_all_keys(labels, &constraints) {
-            continue;
-        }
-        let mut eligible = NodeEligibility::new(&pod.pod, node);
-        node_counts.iter_mut().for_each(|n| *n = None);
-        for (i, c) in constraints.iter().enumerate() {
-            if !eligible.admits(c) {
+    let walk = |nodes: &[Arc<NodeInfo>]| {
+        let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
+        let mut node_counts: Vec<Option<i64>> = vec![None; constraints.len()];
+        for info in nodes {
+            let Some(node) = info.node.as_deref() else {
+                continue;
+            };
+            let labels = info.labels();
+            if !has_all_keys(labels, &constraints) {
                 continue;
             }
-            let Some(value) = labels.get(&c.topology_key) else {
-                continue;
-            };
-            let count = match same_as[i].and_then(|j| node_counts[j]) {
-                Some(n) => n,
-                None => count_matching(&info.pods, &c.selector, ns),
-            };
-            node_counts[i] = Some(count);
-            match counts[i].get_mut(value.as_str()) {
-                Some(n) => *n += count,
-                None => {
-                    counts[i].insert(value.clone(), count);
+            let mut eligible = NodeEligibility::new(&pod.pod, node);
+            node_counts.iter_mut().for_each(|n| *n = None);
+            for (i, c) in constraints.iter().enumerate() {
+                if !eligible.admits(c) {
+                    continue;
                 }
+                let Some(value) = labels.get(&c.topology_key) else {
+                    continue;
+                };
+                let count = match same_as[i].and_then(|j| node_counts[j]) {
+                    Some(n) => n,
+                    None => count_matching(&info.pods, &c.selector, ns),
+                };
+                node_counts[i] = Some(count);
+                add_count(&mut counts[i], value, count);
+            }
+        }
+        counts
+    };
+    let nodes = cluster.nodes();
+    let cost = nodes.len() + cluster.pod_count();
+    let mut parts = parallel_chunks(nodes, cost, MIN_COST_PER_THREAD, walk).into_iter();
+    let mut counts = parts.next().unwrap_or_default();
+    for part in parts {
+        for (mine, theirs) in counts.iter_mut().zip(part) {
+            for (value, n) in theirs {
+                *mine.entry(value).or_insert(0) += n;
             }
         }
     }
@@ -174,7 +190,12 @@ pub(super) fn compute(
             p
         })
         .collect();
+    let self_match = constraints
+        .iter()
+        .map(|c| c.selector.matches(pod.labels()))
+        .collect();
     Ok(Some(PreFilterState {
+        self_match,
         constraints: Arc::new(constraints),
         paths,
         counts,
@@ -232,7 +253,7 @@ impl PreFilterPlugin for PodTopologySpread {
 }
 
 impl FilterPlugin for PodTopologySpread {
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
         if node.node.is_none() {
             return Status::error("node not found");
         }
@@ -246,7 +267,7 @@ impl FilterPlugin for PodTopologySpread {
             let Some(value) = labels.get(&c.topology_key) else {
                 return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
             };
-            let self_match = i64::from(c.selector.matches(pod.labels()));
+            let self_match = i64::from(s.self_match[i]);
             let matching = s.counts[i].get(value.as_str()).copied().unwrap_or(0);
             if matching + self_match - s.min_match(i, c) > c.max_skew {
                 return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::framework::{CycleState, NodeInfo, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::plugins::helpers::parallel_chunks;
 
 const PRE_SCORE_STATE_KEY: &str = "PreScorePodTopologySpread";
 
@@ -44,8 +45,7 @@ impl PreScorePlugin for PodTopologySpread {
         nodes: &[Arc<NodeInfo>],
         cluster: &Cluster,
     ) -> Status {
-        let all_nodes = cluster.nodes();
-        if !all_nodes.iter().any(|n| n.node.is_some()) {
+        if !cluster.nodes().iter().any(|n| n.node.is_some()) {
             return Status::skip();
         }
         let constraints = match self.constraints(pod, cluster, SCHEDULE_ANYWAY) {
@@ -103,32 +103,53 @@ impl PreScorePlugin for PodTopologySpread {
         // Only domains of candidate nodes are counted, over every node in the cluster.
         let ns = pod.namespace();
         if counts.iter().any(|d| !d.is_empty()) {
-            for info in all_nodes {
-                let Some(node) = info.node.as_deref() else {
-                    continue;
-                };
-                let labels = info.labels();
-                if require_all && !has_all_keys(labels, &constraints) {
-                    continue;
-                }
-                let mut eligible = NodeEligibility::new(&pod.pod, node);
-                let mut shared: Option<(usize, i64)> = None;
-                for (i, c) in constraints.iter().enumerate() {
-                    let value = labels.get(&c.topology_key).map_or("", String::as_str);
-                    if !counts[i].contains_key(value) || !eligible.admits(c) {
+            let known = &counts;
+            let walk = |nodes: &[Arc<NodeInfo>]| {
+                let mut found: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
+                for info in nodes {
+                    let Some(node) = info.node.as_deref() else {
+                        continue;
+                    };
+                    let labels = info.labels();
+                    if require_all && !has_all_keys(labels, &constraints) {
                         continue;
                     }
-                    // Default constraints share a selector: count the node once for them.
-                    let count = match shared {
-                        Some((j, n)) if constraints[j].selector == c.selector => n,
-                        _ => count_matching(&info.pods, &c.selector, ns),
-                    };
-                    shared = Some((i, count));
-                    if let Some(total) = counts[i].get_mut(value) {
-                        *total += count;
+                    let mut eligible = NodeEligibility::new(&pod.pod, node);
+                    let mut shared: Option<(usize, i64)> = None;
+                    for (i, c) in constraints.iter().enumerate() {
+                        let value = labels.get(&c.topology_key).map_or("", String::as_str);
+                        // Only domains of candidate nodes are counted.
+                        let Some((domain, _)) = known[i].get_key_value(value) else {
+                            continue;
+                        };
+                        if !eligible.admits(c) {
+                            continue;
+                        }
+                        // Default constraints share a selector: count the node once for them.
+                        let count = match shared {
+                            Some((j, n)) if constraints[j].selector == c.selector => n,
+                            _ => count_matching(&info.pods, &c.selector, ns),
+                        };
+                        shared = Some((i, count));
+                        *found[i].entry(domain.as_str()).or_insert(0) += count;
+                    }
+                }
+                found
+            };
+            let all_nodes = cluster.nodes();
+            let cost = all_nodes.len() + cluster.pod_count();
+            let parts = parallel_chunks(all_nodes, cost, MIN_COST_PER_THREAD, walk);
+            let mut totals: Vec<HashMap<String, i64>> = counts.clone();
+            for part in parts {
+                for (mine, theirs) in totals.iter_mut().zip(part) {
+                    for (value, n) in theirs {
+                        if let Some(total) = mine.get_mut(value) {
+                            *total += n;
+                        }
                     }
                 }
             }
+            counts = totals;
         }
 
         state.write(

@@ -487,3 +487,44 @@ fn registers_every_point_and_events() {
     assert!(r.events.iter().any(|e| e.covers(&pod_label)));
     assert!(!r.events.iter().any(|e| e.covers(&pod_scale)));
 }
+
+/// Enough nodes and pods for the walks to be split over threads on a multi-core machine;
+/// the merged counts must equal what one walk would find.
+#[test]
+fn large_cluster_counts_merge_across_threads() {
+    let mut c = Cluster::default();
+    for i in 0..200 {
+        c.upsert_node(zoned(&format!("n{i}"), &format!("z{}", i % 4)));
+    }
+    // 8,000 web pods, 2,000 per zone; then 40 more in zone z0.
+    for i in 0..8040 {
+        let node = if i < 8000 { i % 200 } else { (i % 50) * 4 };
+        place(&mut c, web(&format!("w{i}"), &format!("n{node}")));
+    }
+    assert!(c.nodes().len() + c.pod_count() >= 2 * MIN_COST_PER_THREAD);
+    let p = incoming(json!([spread("zone", 40, DO_NOT_SCHEDULE)]));
+    let st = filter_all(&plugin(Value::Null), &c, &p).unwrap();
+    // z0: 2040 + 1 − 2000 > 40; the other zones pass.
+    assert_eq!(passing(&st).len(), 150);
+    assert!(passing(&st)
+        .iter()
+        .all(|n| n[1..].parse::<usize>().unwrap() % 4 != 0));
+
+    // Scores: zone weight ln(6), so z0 nodes score round(2040·1.79) and the rest
+    // round(2000·1.79); 100·(max + min − s)/max.
+    let p = incoming(json!([spread("zone", 1, SCHEDULE_ANYWAY)]));
+    let nodes: Vec<Arc<NodeInfo>> = c.nodes().to_vec();
+    let pl = plugin(Value::Null);
+    let mut state = CycleState::default();
+    assert!(pl.pre_score(&mut state, &p, &nodes, &c).is_success());
+    let w = 6f64.ln();
+    let (hi, lo) = ((2040.0 * w).round() as i64, (2000.0 * w).round() as i64);
+    for n in &nodes {
+        let expected = if n.name[1..].parse::<usize>().unwrap() % 4 == 0 {
+            hi
+        } else {
+            lo
+        };
+        assert_eq!(pl.score(&state, &p, n).unwrap(), expected, "{}", n.name);
+    }
+}

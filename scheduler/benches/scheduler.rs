@@ -184,10 +184,10 @@ fn quantile(metrics: &str, name: &str, q: f64) -> f64 {
         if !rest.contains("result=\"scheduled\"") {
             continue;
         }
+        // `le` is the last label (and `profile=` also ends in `le=`).
         let le = rest
-            .split("le=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
+            .rsplit_once("le=\"")
+            .and_then(|(_, v)| v.split('"').next())
             .unwrap_or("");
         let count: f64 = line
             .rsplit(' ')

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::Resource as _;
 use serde_json::json;
 
 use crate::framework::{Framework, PodInfo};
 use crate::plugins::defaultpreemption;
+use crate::recorder::Note;
 use crate::scheduler::Scheduler;
 
 fn now() -> String {
@@ -61,16 +61,14 @@ pub fn record(s: &Scheduler, fw: &Framework, info: &Arc<PodInfo>, reason: &str, 
     tokio::spawn(async move {
         let _slot = slots.acquire_owned().await;
         if let Some(recorder) = recorder {
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "FailedScheduling".into(),
-                note: Some(message.clone()),
-                action: "Scheduling".into(),
-                secondary: None,
+            let note = Note {
+                warning: true,
+                reason: "FailedScheduling",
+                action: "Scheduling",
+                note: message.clone(),
+                related: None,
             };
-            if let Err(e) = recorder.publish(&ev, &info.pod.object_ref(&())).await {
-                tracing::debug!("event for {}: {e}", info.key());
-            }
+            recorder.record(&info.pod, note).await;
         }
         if !unchanged {
             let condition = json!({
@@ -180,16 +178,14 @@ pub fn preempt(
             }
             if let Some(recorder) = recorder {
                 let uid = preemptor.metadata.uid.clone().unwrap_or_default();
-                let ev = Event {
-                    type_: EventType::Normal,
-                    reason: "Preempted".into(),
-                    note: Some(format!("Preempted by pod {uid} on node {node}")),
-                    action: "Preempting".into(),
-                    secondary: Some(preemptor.object_ref(&())),
+                let note = Note {
+                    warning: false,
+                    reason: "Preempted",
+                    action: "Preempting",
+                    note: format!("Preempted by pod {uid} on node {node}"),
+                    related: Some(preemptor.object_ref(&())),
                 };
-                if let Err(e) = recorder.publish(&ev, &victim.object_ref(&())).await {
-                    tracing::debug!("preemption event for {name}: {e}");
-                }
+                recorder.record(&victim, note).await;
             }
         });
     }

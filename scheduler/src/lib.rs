@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod plugins;
 pub mod profile;
 pub mod queue;
+pub mod recorder;
 pub mod scheduler;

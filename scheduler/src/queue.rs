@@ -86,6 +86,8 @@ impl PartialOrd for ActiveKey {
 
 pub struct SchedulingQueue {
     pods: HashMap<String, Entry>,
+    /// The pods parked as unschedulable, so events look at them alone.
+    unschedulable: HashSet<String>,
     active: BinaryHeap<ActiveKey>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
@@ -100,6 +102,7 @@ impl SchedulingQueue {
     pub fn new(initial_backoff: Duration, max_backoff: Duration) -> SchedulingQueue {
         SchedulingQueue {
             pods: HashMap::new(),
+            unschedulable: HashSet::new(),
             active: BinaryHeap::new(),
             backoff: BinaryHeap::new(),
             seq: 0,
@@ -115,6 +118,7 @@ impl SchedulingQueue {
     }
 
     fn push_active(&mut self, uid: &str) {
+        self.unschedulable.remove(uid);
         let seq = self.next_seq();
         let Some(e) = self.pods.get_mut(uid) else {
             return;
@@ -130,6 +134,7 @@ impl SchedulingQueue {
     }
 
     fn push_backoff(&mut self, uid: &str) {
+        self.unschedulable.remove(uid);
         let seq = self.next_seq();
         let Some(e) = self.pods.get_mut(uid) else {
             return;
@@ -175,6 +180,7 @@ impl SchedulingQueue {
         match (e.at, gated) {
             (Where::InFlight, _) | (Where::Active, false) | (Where::Backoff, false) => {}
             (_, true) => {
+                self.unschedulable.remove(uid);
                 if let Some(e) = self.pods.get_mut(uid) {
                     e.at = Where::Gated;
                     e.seq = 0;
@@ -191,6 +197,7 @@ impl SchedulingQueue {
     }
 
     pub fn delete(&mut self, uid: &str) {
+        self.unschedulable.remove(uid);
         self.pods.remove(uid);
     }
 
@@ -258,6 +265,7 @@ impl SchedulingQueue {
         } else {
             e.at = Where::Unschedulable;
             e.seq = 0;
+            self.unschedulable.insert(uid.to_string());
         }
     }
 
@@ -285,9 +293,9 @@ impl SchedulingQueue {
     ) {
         self.moves += 1;
         let moving: Vec<String> = self
-            .pods
+            .unschedulable
             .iter()
-            .filter(|(_, e)| e.at == Where::Unschedulable)
+            .filter_map(|uid| self.pods.get(uid).map(|e| (uid, e)))
             .filter(|(_, e)| {
                 e.pod.rejected_by.is_empty()
                     || e.pod.rejected_by.iter().any(|p| {
@@ -317,9 +325,9 @@ impl SchedulingQueue {
     /// Retries pods that have waited in the unschedulable set for too long.
     pub fn flush_unschedulable(&mut self, now: Instant) {
         let stale: Vec<String> = self
-            .pods
+            .unschedulable
             .iter()
-            .filter(|(_, e)| e.at == Where::Unschedulable)
+            .filter_map(|uid| self.pods.get(uid).map(|e| (uid, e)))
             .filter(|(_, e)| {
                 e.pod
                     .failed_at

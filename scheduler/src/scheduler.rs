@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use ferrokube_component::metrics::Registry;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::Resource as _;
 use rand::Rng;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
@@ -22,6 +20,7 @@ use crate::events::ClusterEvent;
 use crate::framework::{CycleState, Framework, NodeInfo, NodeStatuses, PodInfo, Status};
 use crate::informers::{self, BindOutcome, Input};
 use crate::queue::{QueuedPod, SchedulingQueue};
+use crate::recorder::{Note, Recorder};
 use crate::{failure, metrics};
 
 /// Bindings and status writes in flight at once: enough to keep the apiserver busy without
@@ -117,7 +116,6 @@ impl Scheduler {
         metrics: Arc<Registry>,
     ) -> Scheduler {
         let (tx, rx) = mpsc::unbounded_channel();
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let mut interest: HashMap<&'static str, Vec<ClusterEvent>> = HashMap::new();
         let profiles = frameworks
             .into_iter()
@@ -134,14 +132,10 @@ impl Scheduler {
                     .find(|p| p.scheduler_name == name)
                     .and_then(|p| p.percentage_of_nodes_to_score)
                     .or(config.percentage_of_nodes_to_score);
-                let reporter = Reporter {
-                    controller: name.clone(),
-                    instance: Some(format!("{name}-{}", host.trim())),
-                };
                 let profile = Profile {
                     framework: Arc::new(fw),
                     percentage_of_nodes_to_score: percentage,
-                    recorder: Recorder::new(client.clone(), reporter),
+                    recorder: Recorder::new(client.clone(), &name),
                 };
                 (name, profile)
             })
@@ -170,6 +164,7 @@ impl Scheduler {
         informers::start(&self.client, &self.tx);
         let mut flush = tokio::time::interval(Duration::from_secs(30));
         let mut scheduled_since_yield = 0u32;
+        let mut last_metrics = Instant::now();
         loop {
             while let Ok(input) = self.rx.try_recv() {
                 self.apply(input);
@@ -177,7 +172,11 @@ impl Scheduler {
             if self.synced.len() == informers::WATCHES {
                 if let Some(pod) = self.queue.pop() {
                     self.schedule_one(pod);
-                    self.publish_queue_metrics();
+                    // Counting the queues costs a pass over them: once a second is enough.
+                    if last_metrics.elapsed() >= Duration::from_secs(1) {
+                        self.publish_queue_metrics();
+                        last_metrics = Instant::now();
+                    }
                     // Let the binding tasks run on this worker too now and then.
                     scheduled_since_yield += 1;
                     if scheduled_since_yield >= 32 {
@@ -194,7 +193,10 @@ impl Scheduler {
                     None => anyhow::bail!("every watch ended"),
                 },
                 _ = sleep_until(backoff), if backoff.is_some() => {}
-                _ = flush.tick() => self.queue.flush_unschedulable(Instant::now()),
+                _ = flush.tick() => {
+                    self.queue.flush_unschedulable(Instant::now());
+                    self.publish_queue_metrics();
+                }
             }
         }
     }
@@ -434,17 +436,14 @@ impl Scheduler {
             })));
             if bound {
                 if let Some(recorder) = recorder {
-                    let note = format!("Successfully assigned {} to {node}", info.key());
-                    let ev = Event {
-                        type_: EventType::Normal,
-                        reason: "Scheduled".into(),
-                        note: Some(note),
-                        action: "Binding".into(),
-                        secondary: None,
+                    let note = Note {
+                        warning: false,
+                        reason: "Scheduled",
+                        action: "Binding",
+                        note: format!("Successfully assigned {} to {node}", info.key()),
+                        related: None,
                     };
-                    if let Err(e) = recorder.publish(&ev, &info.pod.object_ref(&())).await {
-                        tracing::debug!("event for {}: {e}", info.key());
-                    }
+                    recorder.record(&info.pod, note).await;
                 }
             }
         });

@@ -271,6 +271,7 @@ async fn run(shape: Shape) -> Outcome {
     let scheduler = Scheduler::new(client.clone(), &config, frameworks, metrics.clone());
     let scheduler_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("scheduler")
             .enable_all()
             .build()
             .expect("runtime");

@@ -43,6 +43,10 @@ pub struct Cluster {
     pods: HashMap<String, PodEntry>,
     /// How many nodes hold each image (ImageLocality's spread).
     image_nodes: HashMap<String, usize>,
+    /// Placed pods with any (anti-)affinity terms, and with required anti-affinity: when
+    /// there are none, the affinity plugins have nothing to walk.
+    with_affinity: usize,
+    with_required_anti_affinity: usize,
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
     pub pvcs: Objects<PersistentVolumeClaim>,
     pub pvs: Objects<PersistentVolume>,
@@ -160,6 +164,7 @@ impl Cluster {
                 assumed: true,
             },
         );
+        self.count(&pod, true);
         self.slot(node).add_pod(pod);
     }
 
@@ -183,15 +188,41 @@ impl Cluster {
                 assumed: false,
             },
         );
+        self.count(&pod, true);
         self.slot(&node).add_pod(pod);
     }
 
     pub fn remove_pod(&mut self, uid: &str) {
+        if let Some(pod) = self.pod(uid).cloned() {
+            self.count(&pod, false);
+        }
         let Some(entry) = self.pods.remove(uid) else {
             return;
         };
         self.slot(&entry.node).remove_pod(uid);
         self.drop_slot_if_empty(&entry.node);
+    }
+
+    fn count(&mut self, pod: &PodInfo, added: bool) {
+        let step = |n: &mut usize| {
+            *n = if added { *n + 1 } else { n.saturating_sub(1) };
+        };
+        if pod.has_affinity() {
+            step(&mut self.with_affinity);
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            step(&mut self.with_required_anti_affinity);
+        }
+    }
+
+    /// Placed pods that have any pod (anti-)affinity terms.
+    pub fn pods_with_affinity(&self) -> usize {
+        self.with_affinity
+    }
+
+    /// Placed pods that have required anti-affinity terms.
+    pub fn pods_with_required_anti_affinity(&self) -> usize {
+        self.with_required_anti_affinity
     }
 
     /// The PodInfo the cache holds for a bound or assumed pod.

@@ -281,12 +281,11 @@ impl Scheduler {
         state: &mut CycleState,
         pod: &PodInfo,
     ) -> Result<String, CycleError> {
-        let all: Vec<Arc<NodeInfo>> = self
-            .cluster
+        let cluster = &self.cluster;
+        let all: Vec<&Arc<NodeInfo>> = cluster
             .nodes()
             .iter()
             .filter(|n| n.node.is_some())
-            .cloned()
             .collect();
         if all.is_empty() {
             return Err(CycleError::Unschedulable(FitError {
@@ -296,7 +295,7 @@ impl Scheduler {
                 post_filter_msg: None,
             }));
         }
-        let (status, narrowed) = fw.run_pre_filter(state, pod, &self.cluster);
+        let (status, narrowed) = fw.run_pre_filter(state, pod, cluster);
         if !status.is_success() {
             if !status.is_rejected() {
                 return Err(CycleError::Error(status));
@@ -320,13 +319,13 @@ impl Scheduler {
             .as_ref()
             .and_then(|s| s.nominated_node_name.as_deref())
             .filter(|n| !n.is_empty());
-        if let Some(node) = nominated.and_then(|n| self.cluster.node(n)) {
+        if let Some(node) = nominated.and_then(|n| cluster.node(n)) {
             let s = fw.run_filter_with_nominated(
                 state,
                 pod,
                 node,
-                self.cluster.nominated_on(&node.name),
-                &self.cluster,
+                cluster.nominated_on(&node.name),
+                cluster,
             );
             if s.is_success() {
                 return Ok(node.name.clone());
@@ -334,8 +333,12 @@ impl Scheduler {
         }
 
         let candidates: Vec<&Arc<NodeInfo>> = match &narrowed {
-            Some(names) => all.iter().filter(|n| names.contains(&n.name)).collect(),
-            None => all.iter().collect(),
+            Some(names) => all
+                .iter()
+                .copied()
+                .filter(|n| names.contains(&n.name))
+                .collect(),
+            None => all.clone(),
         };
         let to_find = num_feasible_nodes_to_find(percentage, candidates.len());
         let start = if narrowed.is_none() {
@@ -356,11 +359,11 @@ impl Scheduler {
                 state,
                 pod,
                 node,
-                self.cluster.nominated_on(&node.name),
-                &self.cluster,
+                cluster.nominated_on(&node.name),
+                cluster,
             );
             if s.is_success() {
-                feasible.push(node.clone());
+                feasible.push((*node).clone());
             } else if s.is_rejected() {
                 statuses.insert(node.name.clone(), s);
             } else {
@@ -389,7 +392,7 @@ impl Scheduler {
         if feasible.len() == 1 {
             return Ok(feasible[0].name.clone());
         }
-        let s = fw.run_pre_score(state, pod, &feasible, &self.cluster);
+        let s = fw.run_pre_score(state, pod, &feasible, cluster);
         if !s.is_success() {
             return Err(CycleError::Error(s));
         }

@@ -2,7 +2,6 @@
 //! pod, keyed by plugin name. Preemption clones it to simulate removing victims.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// State a plugin keeps for one cycle. `clone_state` lets preemption fork the cycle.
@@ -26,11 +25,13 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
 
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn StateData>>,
+    /// A handful of entries read once per node per plugin: a short list scanned by key is
+    /// cheaper than hashing the key each time.
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Plugins whose PreFilter returned Skip: their Filter is not called this cycle.
-    pub skip_filter: std::collections::HashSet<&'static str>,
+    pub skip_filter: Vec<&'static str>,
     /// Plugins whose PreScore returned Skip: their Score is not called this cycle.
-    pub skip_score: std::collections::HashSet<&'static str>,
+    pub skip_score: Vec<&'static str>,
 }
 
 impl Clone for CycleState {
@@ -49,15 +50,20 @@ impl Clone for CycleState {
 
 impl CycleState {
     pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     pub fn read<T: 'static>(&self, key: &'static str) -> Option<&T> {
-        (**self.data.get(key)?).as_any().downcast_ref()
+        let (_, v) = self.data.iter().find(|(k, _)| *k == key)?;
+        (**v).as_any().downcast_ref()
     }
 
     pub fn read_mut<T: 'static>(&mut self, key: &'static str) -> Option<&mut T> {
-        (**self.data.get_mut(key)?).as_any_mut().downcast_mut()
+        let (_, v) = self.data.iter_mut().find(|(k, _)| *k == key)?;
+        (**v).as_any_mut().downcast_mut()
     }
 }
 

@@ -52,7 +52,7 @@ impl Framework {
         for p in &self.pre_filter {
             let (s, narrowed) = p.pre_filter(state, pod, cluster);
             if s.is_skip() {
-                state.skip_filter.insert(p.name());
+                state.skip_filter.push(p.name());
                 continue;
             }
             if !s.is_success() {
@@ -80,7 +80,7 @@ impl Framework {
     /// Runs the Filter plugins on one node, stopping at the first that rejects it.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for p in &self.filter {
-            if state.skip_filter.contains(p.name()) {
+            if state.skip_filter.contains(&p.name()) {
                 continue;
             }
             let s = p.filter(state, pod, node);
@@ -115,7 +115,7 @@ impl Framework {
         for other in ahead {
             with_node.add_pod((*other).clone());
             for p in &self.pre_filter {
-                if state.skip_filter.contains(p.name()) {
+                if state.skip_filter.contains(&p.name()) {
                     continue;
                 }
                 let s = p.add_pod(&mut with_state, pod, other, &with_node, cluster);
@@ -167,7 +167,7 @@ impl Framework {
         for p in &self.pre_score {
             let s = p.pre_score(state, pod, nodes, cluster);
             if s.is_skip() {
-                state.skip_score.insert(p.name());
+                state.skip_score.push(p.name());
                 continue;
             }
             if !s.is_success() {
@@ -188,7 +188,7 @@ impl Framework {
         let mut scores = vec![0i64; nodes.len()];
         for sp in &self.score {
             let name = sp.plugin.name();
-            if state.skip_score.contains(name) {
+            if state.skip_score.contains(&name) {
                 continue;
             }
             for (i, node) in nodes.iter().enumerate() {

@@ -434,7 +434,7 @@ impl<'a> Attempt<'a> {
             )));
         }
         for plugin in &self.framework.pre_filter {
-            if w.state.skip_filter.contains(plugin.name()) {
+            if w.state.skip_filter.contains(&plugin.name()) {
                 continue;
             }
             let s = plugin.remove_pod(&mut w.state, self.pod, p, &w.node, self.cluster);
@@ -451,7 +451,7 @@ impl<'a> Attempt<'a> {
     fn add(&self, w: &mut WhatIf, p: &Arc<PodInfo>) -> Result<(), Status> {
         w.node.add_pod(p.clone());
         for plugin in &self.framework.pre_filter {
-            if w.state.skip_filter.contains(plugin.name()) {
+            if w.state.skip_filter.contains(&plugin.name()) {
                 continue;
             }
             let s = plugin.add_pod(&mut w.state, self.pod, p, &w.node, self.cluster);

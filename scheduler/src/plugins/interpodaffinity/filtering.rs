@@ -117,6 +117,10 @@ pub(super) fn compute(pod: &PodInfo, cluster: &Cluster) -> Option<PreFilterState
         .collect();
 
     let has_own_terms = !required_affinity.is_empty() || !required_anti_affinity.is_empty();
+    if !has_own_terms && cluster.pods_with_required_anti_affinity() == 0 {
+        // Nothing placed can repel this pod and it asks for nothing itself.
+        return None;
+    }
     let walk = |nodes: &[Arc<NodeInfo>]| {
         let mut existing_anti_affinity = PairCounts::default();
         let mut affinity = PairCounts::default();

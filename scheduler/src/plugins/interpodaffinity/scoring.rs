@@ -101,7 +101,10 @@ impl PreScorePlugin for InterPodAffinity {
     ) -> Status {
         let has_constraints =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        if self.args.ignore_preferred_terms_of_existing_pods && !has_constraints {
+        if !has_constraints
+            && (self.args.ignore_preferred_terms_of_existing_pods
+                || cluster.pods_with_affinity() == 0)
+        {
             return Status::skip();
         }
         let resolve = |terms: &[WeightedAffinityTerm]| -> Vec<IncomingTerm> {

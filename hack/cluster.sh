@@ -38,16 +38,16 @@ down() {
   echo "cluster removed" >&2
 }
 
+# Waits for the apiserver's "serving on" log line, which it writes once its listener is bound
+# and its bootstrap is done; fails at once if the apiserver exits first.
 wait_ready() {
-  local kubeconfig=$1
-  for _ in $(seq 1 300); do
-    if kubectl --kubeconfig "$kubeconfig" get --raw /readyz >/dev/null 2>&1; then return 0; fi
-    if ! kill -0 "$(cat "$home/kube-apiserver.pid")" 2>/dev/null; then
-      echo "kube-apiserver exited; its log:" >&2; tail -n 30 "$home/kube-apiserver.log" >&2; return 1
-    fi
-    sleep 0.2
-  done
-  echo "kube-apiserver did not become ready; see $home/kube-apiserver.log" >&2
+  local pid log=$home/kube-apiserver.log
+  pid=$(cat "$home/kube-apiserver.pid")
+  if timeout 120 bash -c 'grep -q -m1 "serving on https://" <(tail -n +1 -F --pid="$1" "$2" 2>/dev/null)' _ "$pid" "$log"; then
+    return 0
+  fi
+  echo "kube-apiserver did not start serving; its log:" >&2
+  tail -n 30 "$log" >&2
   return 1
 }
 
@@ -89,13 +89,13 @@ up() {
     storage_flags=(--storage-backend etcd --etcd-servers "http://127.0.0.1:$etcd_port")
   fi
 
-  "$bin/kube-apiserver" \
+  NO_COLOR=1 "$bin/kube-apiserver" \
     --secure-port "$port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
     --tls-cert-file "$home/pki/apiserver.crt" --tls-private-key-file "$home/pki/apiserver.key" \
     --client-ca-file "$home/pki/ca.crt" \
     "${storage_flags[@]}" >"$home/kube-apiserver.log" 2>&1 &
   echo $! >"$home/kube-apiserver.pid"
-  wait_ready "$home/pki/admin.kubeconfig"
+  wait_ready
 
   "$bin/kube-controller-manager" \
     --kubeconfig "$home/pki/controller-manager.kubeconfig" \

@@ -288,12 +288,11 @@ impl Scheduler {
             .filter(|n| n.node.is_some())
             .collect();
         if all.is_empty() {
-            return Err(CycleError::Unschedulable(FitError {
-                num_all_nodes: 0,
-                pre_filter_msg: Some("no nodes available to schedule pods".into()),
-                statuses: NodeStatuses::new(),
-                post_filter_msg: None,
-            }));
+            // Upstream treats an empty cluster as an error (retried with backoff), not as a
+            // fit failure.
+            return Err(CycleError::Error(Status::error(
+                "no nodes available to schedule pods",
+            )));
         }
         let (status, narrowed) = fw.run_pre_filter(state, pod, cluster);
         if !status.is_success() {

@@ -51,3 +51,15 @@ async fn failed_scheduling_counts_reasons_per_node() {
     create_nodes(&client, vec![node("n4", "4", "8Gi", json!({}))]).await;
     assert_eq!(bound_node(&client, "default", "big").await, "n4");
 }
+
+#[tokio::test]
+async fn an_empty_cluster_is_reported_and_retried() {
+    let s = TestServer::start().await;
+    let client = s.client().await;
+    let _sched = start(&s).await;
+    create_pod(&client, "default", pod("early", "100m", json!({}))).await;
+    let note = wait_event(&client, "default", "early", "FailedScheduling").await;
+    assert_eq!(note, "no nodes available to schedule pods");
+    create_nodes(&client, vec![node("late", "4", "8Gi", json!({}))]).await;
+    assert_eq!(bound_node(&client, "default", "early").await, "late");
+}

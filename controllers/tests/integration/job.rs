@@ -321,7 +321,9 @@ async fn indexed_with_pod_failure_policy() {
     let doomed = by("2");
     let fut = async {
         loop {
-            let p = pods.get(&doomed.name_any()).await.expect("pod");
+            let Some(p) = pods.get_opt(&doomed.name_any()).await.expect("pod") else {
+                return;
+            };
             if p.metadata.deletion_timestamp.is_some() {
                 return;
             }
@@ -335,7 +337,23 @@ async fn indexed_with_pod_failure_policy() {
         }
     };
     tokio::time::timeout(GUARD, fut).await.expect("pod deleted");
-    finish(&pods, &doomed, 137).await;
+    // The controller may already have counted the terminating pod and released it (an
+    // unscheduled pod has no kubelet to wait for), so it can be gone by now.
+    let status = json!({"status": {"phase": "Failed", "containerStatuses": [{
+        "name": "main", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}});
+    match pods
+        .patch_status(
+            &doomed.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => panic!("pod status: {e}"),
+    }
     let j = wait_job(&jobs, "idx", |j| has_cond(j, "Failed")).await;
     assert_eq!(
         cond_reason(&j, "Failed").as_deref(),

@@ -215,6 +215,7 @@ impl Registry {
         }
         strategy.prepare_for_create(&mut obj);
         strategy.defaults(&mut obj);
+        crate::admission::mutate_create(self, res, &mut obj).await?;
 
         let name = meta::name(&obj).to_string();
         let mut errs = validation::validate_metadata(&obj, strategy.name_rule(), res.namespaced);

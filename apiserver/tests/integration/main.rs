@@ -1,5 +1,6 @@
 //! The apiserver integration tests in one binary: one link instead of one per file.
 
+mod admission;
 mod api;
 mod etcd_backend;
 mod eviction;

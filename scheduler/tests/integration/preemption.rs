@@ -11,20 +11,23 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
-async fn priority_class(client: &kube::Client, name: &str, value: i32) {
-    let pc: PriorityClass =
-        serde_json::from_value(json!({"metadata": {"name": name}, "value": value})).expect("pc");
+async fn priority_class(client: &kube::Client, name: &str, value: i32, policy: &str) {
+    let pc: PriorityClass = serde_json::from_value(
+        json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": policy}),
+    )
+    .expect("pc");
     Api::<PriorityClass>::all(client.clone())
         .create(&PostParams::default(), &pc)
         .await
         .expect("priority class");
 }
 
-/// The pod with `priority` set directly (the apiserver has no priority admission yet).
-fn with_priority(name: &str, cpu: &str, priority: i32, extra: serde_json::Value) -> Pod {
+/// A pod of this PriorityClass (none: priority 0); the apiserver's Priority admission fills
+/// in `priority` and `preemptionPolicy` from the class.
+fn with_class(name: &str, cpu: &str, class: Option<&str>, extra: serde_json::Value) -> Pod {
     let mut p = pod(name, cpu, extra);
-    if let Some(spec) = p.spec.as_mut() {
-        spec.priority = Some(priority);
+    if let (Some(spec), Some(class)) = (p.spec.as_mut(), class) {
+        spec.priority_class_name = Some(class.to_string());
     }
     p
 }
@@ -80,12 +83,12 @@ async fn preempts_lower_priority_pods() {
     let s = TestServer::start().await;
     let client = s.client().await;
     let _sched = start(&s).await;
-    priority_class(&client, "high", 1000).await;
+    priority_class(&client, "high", 1000, "PreemptLowerPriority").await;
     create_nodes(&client, vec![node("n1", "2", "8Gi", json!({}))]).await;
     create_pod(
         &client,
         "default",
-        with_priority("low", "1500m", 0, json!({})),
+        with_class("low", "1500m", None, json!({})),
     )
     .await;
     assert_eq!(bound_node(&client, "default", "low").await, "n1");
@@ -93,12 +96,7 @@ async fn preempts_lower_priority_pods() {
     create_pod(
         &client,
         "default",
-        with_priority(
-            "vip",
-            "1",
-            1000,
-            json!({"spec": {"priorityClassName": "high"}}),
-        ),
+        with_class("vip", "1", Some("high"), json!({})),
     )
     .await;
     assert_eq!(nominated(&client, "vip").await, "n1");
@@ -119,23 +117,19 @@ async fn never_preempting_pods_wait_and_say_why() {
     let s = TestServer::start().await;
     let client = s.client().await;
     let _sched = start(&s).await;
+    priority_class(&client, "polite", 1000, "Never").await;
     create_nodes(&client, vec![node("n1", "2", "8Gi", json!({}))]).await;
     create_pod(
         &client,
         "default",
-        with_priority("low", "1500m", 0, json!({})),
+        with_class("low", "1500m", None, json!({})),
     )
     .await;
     assert_eq!(bound_node(&client, "default", "low").await, "n1");
     create_pod(
         &client,
         "default",
-        with_priority(
-            "polite",
-            "1",
-            1000,
-            json!({"spec": {"preemptionPolicy": "Never"}}),
-        ),
+        with_class("polite", "1", Some("polite"), json!({})),
     )
     .await;
     let message = unschedulable_message(&client, "default", "polite").await;
@@ -144,7 +138,7 @@ async fn never_preempting_pods_wait_and_say_why() {
         "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
     );
     // An equal-priority pod cannot preempt either.
-    create_pod(&client, "default", with_priority("peer", "1", 0, json!({}))).await;
+    create_pod(&client, "default", with_class("peer", "1", None, json!({}))).await;
     let message = unschedulable_message(&client, "default", "peer").await;
     assert_eq!(
         message,
@@ -157,6 +151,7 @@ async fn a_pod_disruption_budget_steers_preemption() {
     let s = TestServer::start().await;
     let client = s.client().await;
     let _sched = start(&s).await;
+    priority_class(&client, "high", 1000, "PreemptLowerPriority").await;
     create_nodes(
         &client,
         vec![
@@ -168,10 +163,10 @@ async fn a_pod_disruption_budget_steers_preemption() {
     create_pod(
         &client,
         "default",
-        with_priority(
+        with_class(
             "guarded",
             "1500m",
-            0,
+            None,
             json!({"metadata": {"labels": {"app": "guarded"}}, "spec": {"nodeName": "n1"}}),
         ),
     )
@@ -179,7 +174,7 @@ async fn a_pod_disruption_budget_steers_preemption() {
     create_pod(
         &client,
         "default",
-        with_priority("free", "1500m", 0, json!({"spec": {"nodeName": "n2"}})),
+        with_class("free", "1500m", None, json!({"spec": {"nodeName": "n2"}})),
     )
     .await;
     let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
@@ -205,7 +200,7 @@ async fn a_pod_disruption_budget_steers_preemption() {
     create_pod(
         &client,
         "default",
-        with_priority("vip", "1", 1000, json!({})),
+        with_class("vip", "1", Some("high"), json!({})),
     )
     .await;
     assert_eq!(nominated(&client, "vip").await, "n2");

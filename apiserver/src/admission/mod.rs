@@ -1,6 +1,9 @@
-//! Admission that every write goes through. For now: namespace lifecycle, as upstream's
+//! Admission that every write goes through: namespace lifecycle, as upstream's
 //! NamespaceLifecycle plugin (nothing new in a namespace that is missing or terminating, and
-//! the system namespaces cannot be deleted).
+//! the system namespaces cannot be deleted), and the mutating plugins that run before
+//! validation (`priority`).
+
+mod priority;
 
 use serde_json::{json, Value};
 
@@ -11,6 +14,14 @@ use crate::status::{ApiError, ApiResult, Subject};
 
 /// Namespaces that exist from the start and cannot be deleted.
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Mutating admission on create, run after defaulting and before validation.
+pub async fn mutate_create(reg: &Registry, res: &Resource, obj: &mut Value) -> ApiResult<()> {
+    if res.group.is_empty() && res.plural == "pods" {
+        priority::admit(reg, obj).await?;
+    }
+    Ok(())
+}
 
 pub async fn admit_create(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()> {
     if !res.namespaced {

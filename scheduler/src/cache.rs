@@ -3,10 +3,10 @@
 //! plugins read. The loop is its only writer and applies watch events between cycles, so a
 //! cycle reads it directly instead of copying a snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use ferrokube_common::labels::Selector;
+use ferrokube_common::labels::{Operator, Selector};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
@@ -47,6 +47,16 @@ pub struct Cluster {
     /// there are none, the affinity plugins have nothing to walk.
     with_affinity: usize,
     with_required_anti_affinity: usize,
+    /// Placed pods whose terms count in InterPodAffinity's score (required affinity or any
+    /// preferred term; required anti-affinity never scores).
+    with_scored_affinity: usize,
+    /// Placed pods by label (key → value → uids), so a selector with an equality
+    /// requirement finds its pods without a pass over all of them.
+    by_label: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// Placed pods with required anti-affinity, by an equality requirement of one of their
+    /// terms' selectors ((key, value) → uids); the rest, whose terms have none, apart.
+    anti_by_label: HashMap<(String, String), HashSet<String>>,
+    anti_unindexed: HashSet<String>,
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
     pub pvcs: Objects<PersistentVolumeClaim>,
     pub pvs: Objects<PersistentVolume>,
@@ -210,14 +220,104 @@ impl Cluster {
         if pod.has_affinity() {
             step(&mut self.with_affinity);
         }
+        if !pod.required_affinity.is_empty()
+            || !pod.preferred_affinity.is_empty()
+            || !pod.preferred_anti_affinity.is_empty()
+        {
+            step(&mut self.with_scored_affinity);
+        }
+        let uid = pod.uid().to_string();
+        for (k, v) in pod.labels() {
+            let values = self.by_label.entry(k.clone()).or_default();
+            let uids = values.entry(v.clone()).or_default();
+            if added {
+                uids.insert(uid.clone());
+            } else {
+                uids.remove(&uid);
+                if uids.is_empty() {
+                    values.remove(v);
+                }
+                if values.is_empty() {
+                    self.by_label.remove(k);
+                }
+            }
+        }
         if !pod.required_anti_affinity.is_empty() {
             step(&mut self.with_required_anti_affinity);
+            let keys: Option<Vec<(String, String)>> = pod
+                .required_anti_affinity
+                .iter()
+                .map(|t| equality(&t.selector).map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
+            match keys {
+                Some(keys) => {
+                    for key in keys {
+                        if added {
+                            self.anti_by_label
+                                .entry(key)
+                                .or_default()
+                                .insert(uid.clone());
+                        } else if let Some(uids) = self.anti_by_label.get_mut(&key) {
+                            uids.remove(&uid);
+                            if uids.is_empty() {
+                                self.anti_by_label.remove(&key);
+                            }
+                        }
+                    }
+                }
+                None if added => {
+                    self.anti_unindexed.insert(uid);
+                }
+                None => {
+                    self.anti_unindexed.remove(&uid);
+                }
+            }
         }
+    }
+
+    /// A placed pod with the node it is on.
+    fn placed(&self, uid: &str) -> Option<(&Arc<NodeInfo>, &Arc<PodInfo>)> {
+        let node = self.node(&self.pods.get(uid)?.node)?;
+        let pod = node.pods.iter().find(|p| p.uid() == uid)?;
+        Some((node, pod))
+    }
+
+    /// Placed pods labelled `key=value`, with their nodes.
+    pub fn pods_labelled(&self, key: &str, value: &str) -> Vec<(&Arc<NodeInfo>, &Arc<PodInfo>)> {
+        self.by_label
+            .get(key)
+            .and_then(|values| values.get(value))
+            .into_iter()
+            .flatten()
+            .filter_map(|uid| self.placed(uid))
+            .collect()
+    }
+
+    /// Placed pods whose required anti-affinity might select a pod with these labels (a
+    /// superset: callers still match each term), with their nodes.
+    pub fn anti_affinity_candidates(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<(&Arc<NodeInfo>, &Arc<PodInfo>)> {
+        let mut uids: HashSet<&String> = self.anti_unindexed.iter().collect();
+        for (k, v) in labels {
+            if let Some(found) = self.anti_by_label.get(&(k.clone(), v.clone())) {
+                uids.extend(found);
+            }
+        }
+        uids.into_iter()
+            .filter_map(|uid| self.placed(uid))
+            .collect()
     }
 
     /// Placed pods that have any pod (anti-)affinity terms.
     pub fn pods_with_affinity(&self) -> usize {
         self.with_affinity
+    }
+
+    /// Placed pods with terms InterPodAffinity scores.
+    pub fn pods_with_scored_affinity(&self) -> usize {
+        self.with_scored_affinity
     }
 
     /// Placed pods that have required anti-affinity terms.
@@ -262,6 +362,16 @@ impl Cluster {
     }
 }
 
+/// A requirement every pod the selector matches must meet as `key=value`, if it has one.
+pub fn equality(sel: &Selector) -> Option<(&str, &str)> {
+    sel.requirements().iter().find_map(|r| match r.operator() {
+        Operator::Equals | Operator::DoubleEquals | Operator::In if r.values().len() == 1 => {
+            Some((r.key(), r.values()[0].as_str()))
+        }
+        _ => None,
+    })
+}
+
 fn images_of(node: &Node) -> HashMap<String, i64> {
     let mut out = HashMap::new();
     for image in node
@@ -281,4 +391,50 @@ fn images_of(node: &Node) -> HashMap<String, i64> {
 /// A pod as the cache stores it.
 pub fn pod_info(pod: Pod) -> Arc<PodInfo> {
     Arc::new(PodInfo::new(Arc::new(pod)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, labels: serde_json::Value, anti: Option<&str>) -> Pod {
+        let mut spec = json!({"containers": [], "nodeName": node});
+        if let Some(group) = anti {
+            spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"group": group}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "d", "uid": name, "labels": labels},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn node(name: &str) -> Arc<Node> {
+        Arc::new(serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+    }
+
+    #[test]
+    fn label_indexes_follow_pods() {
+        let mut c = Cluster::default();
+        c.upsert_node(node("n1"));
+        c.upsert_bound_pod(pod_info(pod("a", "n1", json!({"group": "x"}), Some("x"))));
+        c.upsert_bound_pod(pod_info(pod("b", "n1", json!({"group": "y"}), None)));
+        let names = |v: Vec<(&Arc<NodeInfo>, &Arc<PodInfo>)>| {
+            let mut n: Vec<String> = v.iter().map(|(_, p)| p.name().to_string()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(c.pods_labelled("group", "x")), ["a"]);
+        let x: BTreeMap<String, String> = [("group".to_string(), "x".to_string())].into();
+        let y: BTreeMap<String, String> = [("group".to_string(), "y".to_string())].into();
+        assert_eq!(names(c.anti_affinity_candidates(&x)), ["a"]);
+        assert!(c.anti_affinity_candidates(&y).is_empty());
+        assert_eq!(c.pods_with_required_anti_affinity(), 1);
+        c.remove_pod("a");
+        assert!(c.pods_labelled("group", "x").is_empty());
+        assert!(c.anti_affinity_candidates(&x).is_empty());
+        assert_eq!(c.pods_with_required_anti_affinity(), 0);
+    }
 }

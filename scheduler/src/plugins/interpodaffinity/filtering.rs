@@ -6,6 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
+use crate::cache::equality;
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, NodeNames, PodInfo, PreFilterPlugin, Status,
 };
@@ -155,21 +156,37 @@ pub(super) fn compute(pod: &PodInfo, cluster: &Cluster) -> Option<PreFilterState
         }
         (existing_anti_affinity, affinity, anti_affinity)
     };
-    let nodes = cluster.nodes();
-    let cost = nodes.len()
-        + if has_own_terms {
-            cluster.pod_count()
-        } else {
-            0
-        };
-    let mut parts = parallel_chunks(nodes, cost, MIN_COST_PER_THREAD, walk).into_iter();
-    let (mut existing_anti_affinity, mut affinity, mut anti_affinity) =
-        parts.next().unwrap_or_default();
-    for (e, a, n) in parts {
-        existing_anti_affinity.merge(e);
-        affinity.merge(a);
-        anti_affinity.merge(n);
-    }
+    let indexed = required_affinity
+        .iter()
+        .chain(&required_anti_affinity)
+        .all(|t| equality(&t.selector).is_some());
+    let (existing_anti_affinity, affinity, anti_affinity) = if indexed {
+        // Every selector has an equality requirement: the cache's label indexes give the
+        // few pods that can match instead of a pass over every placed pod.
+        count_indexed(
+            pod,
+            cluster,
+            &required_affinity,
+            &required_anti_affinity,
+            namespace_labels.as_ref(),
+        )
+    } else {
+        let nodes = cluster.nodes();
+        let cost = nodes.len()
+            + if has_own_terms {
+                cluster.pod_count()
+            } else {
+                0
+            };
+        let mut parts = parallel_chunks(nodes, cost, MIN_COST_PER_THREAD, walk).into_iter();
+        let (mut e, mut a, mut n) = parts.next().unwrap_or_default();
+        for (pe, pa, pn) in parts {
+            e.merge(pe);
+            a.merge(pa);
+            n.merge(pn);
+        }
+        (e, a, n)
+    };
 
     if existing_anti_affinity.is_empty() && !has_own_terms {
         return None;
@@ -187,6 +204,52 @@ pub(super) fn compute(pod: &PodInfo, cluster: &Cluster) -> Option<PreFilterState
             matches_own_affinity,
         }),
     })
+}
+
+/// The three counts from the cache's label indexes (see `compute`).
+fn count_indexed(
+    pod: &PodInfo,
+    cluster: &Cluster,
+    required_affinity: &[IncomingTerm],
+    required_anti_affinity: &[IncomingTerm],
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> (PairCounts, PairCounts, PairCounts) {
+    let mut existing_anti_affinity = PairCounts::default();
+    let mut affinity = PairCounts::default();
+    let mut anti_affinity = PairCounts::default();
+    for (node, other) in cluster.anti_affinity_candidates(pod.labels()) {
+        if node.node.is_none() {
+            continue;
+        }
+        for t in &other.required_anti_affinity {
+            if t.matches(&pod.pod, namespace_labels) {
+                existing_anti_affinity.add(node.labels(), &t.topology_key, 1);
+            }
+        }
+    }
+    if let Some((k, v)) = required_affinity
+        .first()
+        .and_then(|t| equality(&t.selector))
+    {
+        for (node, other) in cluster.pods_labelled(k, v) {
+            if node.node.is_some() && matches_all(required_affinity, &other.pod) {
+                for t in required_affinity {
+                    affinity.add(node.labels(), &t.topology_key, 1);
+                }
+            }
+        }
+    }
+    for t in required_anti_affinity {
+        let Some((k, v)) = equality(&t.selector) else {
+            continue;
+        };
+        for (node, other) in cluster.pods_labelled(k, v) {
+            if node.node.is_some() && t.matches(&other.pod) {
+                anti_affinity.add(node.labels(), &t.topology_key, 1);
+            }
+        }
+    }
+    (existing_anti_affinity, affinity, anti_affinity)
 }
 
 impl PreFilterPlugin for InterPodAffinity {

@@ -103,7 +103,7 @@ impl PreScorePlugin for InterPodAffinity {
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
         if !has_constraints
             && (self.args.ignore_preferred_terms_of_existing_pods
-                || cluster.pods_with_affinity() == 0)
+                || cluster.pods_with_scored_affinity() == 0)
         {
             return Status::skip();
         }

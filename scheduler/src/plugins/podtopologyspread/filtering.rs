@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::*;
+use crate::cache::equality;
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, NodeNames, PreFilterPlugin, Status};
 use crate::plugins::helpers::parallel_chunks;
 
@@ -139,6 +140,24 @@ pub(super) fn compute(
         })
         .collect();
     let ns = pod.namespace();
+    // With an equality requirement in a selector, the cache's label index gives the pods
+    // that can match, counted per node up front, instead of a pass over every node's pods.
+    let indexed: Vec<Option<HashMap<&str, i64>>> = constraints
+        .iter()
+        .map(|c| {
+            let (k, v) = equality(&c.selector)?;
+            let mut per_node: HashMap<&str, i64> = HashMap::new();
+            for (node, other) in cluster.pods_labelled(k, v) {
+                let counts = other.namespace() == ns
+                    && other.pod.metadata.deletion_timestamp.is_none()
+                    && c.selector.matches(other.labels());
+                if counts {
+                    *per_node.entry(node.name.as_str()).or_default() += 1;
+                }
+            }
+            Some(per_node)
+        })
+        .collect();
     let walk = |nodes: &[Arc<NodeInfo>]| {
         let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
         let mut node_counts: Vec<Option<i64>> = vec![None; constraints.len()];
@@ -159,9 +178,12 @@ pub(super) fn compute(
                 let Some(value) = labels.get(&c.topology_key) else {
                     continue;
                 };
-                let count = match same_as[i].and_then(|j| node_counts[j]) {
-                    Some(n) => n,
-                    None => count_matching(&info.pods, &c.selector, ns),
+                let count = match (same_as[i].and_then(|j| node_counts[j]), &indexed[i]) {
+                    (Some(n), _) => n,
+                    (None, Some(per_node)) => {
+                        per_node.get(info.name.as_str()).copied().unwrap_or(0)
+                    }
+                    (None, None) => count_matching(&info.pods, &c.selector, ns),
                 };
                 node_counts[i] = Some(count);
                 add_count(&mut counts[i], value, count);
@@ -170,7 +192,12 @@ pub(super) fn compute(
         counts
     };
     let nodes = cluster.nodes();
-    let cost = nodes.len() + cluster.pod_count();
+    let cost = nodes.len()
+        + if indexed.iter().all(Option::is_some) {
+            0
+        } else {
+            cluster.pod_count()
+        };
     let mut parts = parallel_chunks(nodes, cost, MIN_COST_PER_THREAD, walk).into_iter();
     let mut counts = parts.next().unwrap_or_default();
     for part in parts {

@@ -15,6 +15,8 @@ pub mod nodevolumelimits;
 pub mod podtopologyspread;
 pub mod schedulinggates;
 pub mod tainttoleration;
+#[cfg(test)]
+pub mod testing;
 pub mod volumebinding;
 pub mod volumerestrictions;
 pub mod volumezone;

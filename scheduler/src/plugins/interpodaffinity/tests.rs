@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::cache::{pod_info, Cluster};
 use crate::framework::{
-    Code, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status,
+    Code, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin, ScorePlugin,
 };
+use crate::plugins::testing::{filter_all, passing, place};
 
 fn node(name: &str, labels: Value) -> Arc<Node> {
     Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap())
@@ -48,39 +48,6 @@ fn cluster() -> Cluster {
     c.upsert_node(zoned("n3", "b"));
     c.upsert_node(node("n4", json!({"kubernetes.io/hostname": "n4"})));
     c
-}
-
-fn place(c: &mut Cluster, p: Pod) {
-    c.upsert_bound_pod(pod_info(p));
-}
-
-/// Runs PreFilter then Filter on every node; `None` when PreFilter skipped.
-fn filter_all(
-    pl: &InterPodAffinity,
-    c: &Cluster,
-    incoming: &PodInfo,
-) -> Option<BTreeMap<String, Status>> {
-    let mut state = CycleState::default();
-    let (s, nodes) = pl.pre_filter(&mut state, incoming, c);
-    assert!(nodes.is_none());
-    if s.is_skip() {
-        return None;
-    }
-    assert!(s.is_success(), "{s:?}");
-    Some(
-        c.nodes()
-            .iter()
-            .map(|n| (n.name.clone(), pl.filter(&state, incoming, n)))
-            .collect(),
-    )
-}
-
-fn passing(statuses: &BTreeMap<String, Status>) -> Vec<&str> {
-    statuses
-        .iter()
-        .filter(|(_, s)| s.is_success())
-        .map(|(n, _)| n.as_str())
-        .collect()
 }
 
 #[test]

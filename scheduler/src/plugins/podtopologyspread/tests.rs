@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferrokube_common::labels::Selector;
@@ -8,9 +7,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::cache::{pod_info, Cluster, OwnerSelector};
 use crate::framework::{
-    Code, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status,
+    Code, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin, ScorePlugin,
 };
+use crate::plugins::testing::{filter_all, passing, place};
 
 fn node(name: &str, labels: Value, spec: Value) -> Arc<Node> {
     Arc::new(
@@ -72,38 +71,6 @@ fn cluster() -> Cluster {
     c.upsert_node(zoned("n3", "b"));
     c.upsert_node(node("n4", json!({LABEL_HOSTNAME: "n4"}), json!({})));
     c
-}
-
-fn place(c: &mut Cluster, p: Pod) {
-    c.upsert_bound_pod(pod_info(p));
-}
-
-fn filter_all(
-    pl: &PodTopologySpread,
-    c: &Cluster,
-    p: &PodInfo,
-) -> Option<BTreeMap<String, Status>> {
-    let mut state = CycleState::default();
-    let (s, nodes) = pl.pre_filter(&mut state, p, c);
-    assert!(nodes.is_none());
-    if s.is_skip() {
-        return None;
-    }
-    assert!(s.is_success(), "{s:?}");
-    Some(
-        c.nodes()
-            .iter()
-            .map(|n| (n.name.clone(), pl.filter(&state, p, n)))
-            .collect(),
-    )
-}
-
-fn passing(statuses: &BTreeMap<String, Status>) -> Vec<&str> {
-    statuses
-        .iter()
-        .filter(|(_, s)| s.is_success())
-        .map(|(n, _)| n.as_str())
-        .collect()
 }
 
 #[test]

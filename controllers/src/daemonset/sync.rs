@@ -42,33 +42,16 @@ pub async fn sync(ds: &DaemonSet, state: &Ctx) -> Result<Action, kube::Error> {
         .as_ref()
         .and_then(|s| s.collision_count)
         .unwrap_or(0);
-    let data = history::template_patch(&spec.template);
-    let next = history::next_revision(&revs);
-    let cur = match revs.iter().rposition(|r| history::same_data(r, &data)) {
-        Some(i) if i + 1 == revs.len() => revs[i].clone(),
-        Some(i) => history::renumber(&rev_api, &revs[i], next).await?,
-        None => {
-            let labels = spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let r = history::create(
-                &rev_api,
-                history::REVISION_LABEL,
-                &name,
-                &owner,
-                &labels,
-                &data,
-                next,
-                &mut collision,
-            )
-            .await?;
-            revs.push(r.clone());
-            r
-        }
-    };
+    let cur = history::current(
+        &rev_api,
+        &mut revs,
+        history::REVISION_LABEL,
+        &name,
+        &owner,
+        &spec.template,
+        &mut collision,
+    )
+    .await?;
     let hash = cur
         .metadata
         .labels

@@ -173,6 +173,50 @@ pub async fn create(
     }
 }
 
+/// The revision recording `template`: the newest one when it already does, an older one with
+/// the same data renumbered to be the newest (a rollback), or a new one. `revs` (oldest
+/// first) is kept in step.
+pub async fn current(
+    api: &Api<ControllerRevision>,
+    revs: &mut Vec<ControllerRevision>,
+    hash_label: &str,
+    owner_name: &str,
+    owner_ref: &OwnerReference,
+    template: &PodTemplateSpec,
+    collision_count: &mut i32,
+) -> kube::Result<ControllerRevision> {
+    let data = template_patch(template);
+    let next = next_revision(revs);
+    match revs.iter().rposition(|r| same_data(r, &data)) {
+        Some(i) if i + 1 == revs.len() => Ok(revs[i].clone()),
+        Some(i) => {
+            let r = renumber(api, &revs[i], next).await?;
+            revs[i] = r.clone();
+            Ok(r)
+        }
+        None => {
+            let labels = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
+            let r = create(
+                api,
+                hash_label,
+                owner_name,
+                owner_ref,
+                &labels,
+                &data,
+                next,
+                collision_count,
+            )
+            .await?;
+            revs.push(r.clone());
+            Ok(r)
+        }
+    }
+}
+
 /// Moves an existing revision to number `revision` (a rollback to old data makes that
 /// revision the newest again).
 pub async fn renumber(

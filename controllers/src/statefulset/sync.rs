@@ -60,38 +60,16 @@ pub async fn sync(set: &StatefulSet, state: &Ctx) -> Result<Action, kube::Error>
         .as_ref()
         .and_then(|s| s.collision_count)
         .unwrap_or(0);
-    let data = history::template_patch(&spec.template);
-    let next = history::next_revision(&revs);
-    let update_rev = match revs.iter().rposition(|r| history::same_data(r, &data)) {
-        Some(i) if i + 1 == revs.len() => revs[i].clone(),
-        Some(i) => {
-            // Back to an older template: that revision becomes the newest (a rollback).
-            let r = history::renumber(&rev_api, &revs[i], next).await?;
-            revs[i] = r.clone();
-            r
-        }
-        None => {
-            let labels = spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let r = history::create(
-                &rev_api,
-                history::HASH_LABEL,
-                &set_name,
-                &owner,
-                &labels,
-                &data,
-                next,
-                &mut collision,
-            )
-            .await?;
-            revs.push(r.clone());
-            r
-        }
-    };
+    let update_rev = history::current(
+        &rev_api,
+        &mut revs,
+        history::HASH_LABEL,
+        &set_name,
+        &owner,
+        &spec.template,
+        &mut collision,
+    )
+    .await?;
     history::sort(&mut revs);
     let update_name = update_rev.metadata.name.clone().unwrap_or_default();
     let current_rev = set

@@ -290,6 +290,14 @@ async fn parallel_with_start_ordinal_and_on_delete() {
     // Parallel: all three appear without any of them being ready.
     let all = wait_pods(&pods, "app=p", "three pods", |p| p.len() == 3).await;
     assert_eq!(names(&all), ["p-5", "p-6", "p-7"]);
+    // The template change must come after the controller recorded the first revision as
+    // current; a set whose status names no current revision takes the update revision as it.
+    wait_for(&sets, "p", "first revision recorded", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.current_revision.is_some())
+    })
+    .await;
 
     // OnDelete: a template change leaves pods alone until one is deleted by hand.
     let _kubelet = kubelet(client.clone(), "par");

@@ -1,0 +1,1 @@
+//! Reading container logs in the CRI log format (being written).

@@ -1,0 +1,1 @@
+//! The hollow runtime: containers that exist only in memory (written next).

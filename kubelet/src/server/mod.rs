@@ -1,0 +1,1 @@
+//! The kubelet's HTTPS server on 10250 (being written).

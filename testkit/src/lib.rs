@@ -1,6 +1,9 @@
 //! A real apiserver in the test process, on a free loopback port, with its own PKI and store,
 //! driven by the real kubectl and by kube-rs.
 
+pub mod containerd;
+pub use containerd::Containerd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;

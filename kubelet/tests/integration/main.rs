@@ -1,0 +1,3 @@
+//! Kubelet integration tests: one binary, one module per area.
+
+mod cri;

@@ -14,6 +14,8 @@ home=${FERROKUBE_HOME:-$root/.cluster}
 profile=${FERROKUBE_PROFILE:-release}
 store=embedded
 port=6443
+node_name=ferrokube-node
+cni_bridge=${FERROKUBE_CNI_BRIDGE:-fkcni0}
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
@@ -29,7 +31,27 @@ stop_pid() {
   rm -f "$file"
 }
 
+# Containers outlive containerd and its shims: kill them through containerd first, then
+# containerd, then what is left (shims, mounts, the pod bridge).
+stop_containerd() {
+  local sock=$home/containerd/containerd.sock
+  if [ -S "$sock" ]; then
+    for id in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr --address "$sock" -n k8s.io tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
+      ctr --address "$sock" -n k8s.io tasks delete -f "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  stop_pid "$home/containerd.pid"
+  pkill -9 -f "containerd-shim.*-address $sock" 2>/dev/null || true
+  grep -o " $home/[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  ip link del "$cni_bridge" 2>/dev/null || true
+}
+
 down() {
+  stop_pid "$home/kubelet.pid"
+  stop_containerd
   stop_pid "$home/kube-scheduler.pid"
   stop_pid "$home/kube-controller-manager.pid"
   stop_pid "$home/kube-apiserver.pid"
@@ -65,12 +87,13 @@ up() {
     echo "export KUBECONFIG=$home/pki/admin.kubeconfig"
     return 0
   fi
-  local pkgs=("${BUILD_PACKAGES[@]}")
+  local pkgs=("${BUILD_PACKAGES[@]}" "${NODE_PACKAGES[@]}")
   [ "$store" = etcd ] && pkgs+=(etcd-server)
   ensure_packages "${pkgs[@]}"
   command -v kubectl >/dev/null || echo "note: kubectl is not on PATH; install it to use the cluster" >&2
 
-  (cd "$root" && cargo build --profile "$profile" -p kube-apiserver -p kube-controller-manager -p kube-scheduler >&2)
+  (cd "$root" && cargo build --profile "$profile" -p kube-apiserver -p kube-controller-manager -p kube-scheduler -p kubelet >&2)
+  "$root/hack/images.sh" >/dev/null
   local dir=$profile; [ "$profile" = dev ] && dir=debug
   local bin="${CARGO_TARGET_DIR:-$root/target}/$dir"
 
@@ -110,8 +133,58 @@ up() {
     --bind-address 127.0.0.1 --secure-port "${FERROKUBE_SCHEDULER_PORT:-10259}" \
     >"$home/kube-scheduler.log" 2>&1 &
   echo $! >"$home/kube-scheduler.pid"
+  start_node "$bin"
   echo "cluster is up ($store store); logs in $home" >&2
   echo "export KUBECONFIG=$home/pki/admin.kubeconfig"
+}
+
+# containerd with its own root, state and socket under $home, the project's images imported,
+# and a kubelet registering $node_name.
+start_node() {
+  local bin=$1 ctd=$home/containerd
+  mkdir -p "$ctd/net.d"
+  cat >"$ctd/config.toml" <<EOF
+version = 2
+root = "$ctd/root"
+state = "$ctd/state"
+[grpc]
+  address = "$ctd/containerd.sock"
+[ttrpc]
+  address = "$ctd/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$ctd/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+EOF
+  containerd --config "$ctd/config.toml" >"$home/containerd.log" 2>&1 &
+  echo $! >"$home/containerd.pid"
+  if ! timeout 30 bash -c 'until ctr --address "$1" version >/dev/null 2>&1; do sleep 0.1; done' _ "$ctd/containerd.sock"; then
+    echo "containerd did not start; its log:" >&2
+    tail -n 30 "$home/containerd.log" >&2
+    return 1
+  fi
+  local images=${FERROKUBE_IMAGES:-$root/target/images}
+  for archive in "$images/pause.tar" "$images/busybox.tar"; do
+    ctr --address "$ctd/containerd.sock" -n k8s.io images import "$archive" >/dev/null
+  done
+  "$bin/kubelet" \
+    --kubeconfig "$home/pki/kubelet.kubeconfig" \
+    --container-runtime-endpoint "unix://$ctd/containerd.sock" \
+    --root-dir "$home/kubelet" --hostname-override "$node_name" --node-ip 127.0.0.1 \
+    --port "${FERROKUBE_KUBELET_PORT:-10250}" \
+    --cni-conf-dir "$ctd/net.d" --cni-bridge "$cni_bridge" \
+    --cluster-domain cluster.local >"$home/kubelet.log" 2>&1 &
+  echo $! >"$home/kubelet.pid"
 }
 
 case ${1:-} in

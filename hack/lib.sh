@@ -16,3 +16,6 @@ ensure_packages() {
 
 # Packages every build needs (etcd-client and k8s-cri compile protobuf definitions).
 BUILD_PACKAGES=(protobuf-compiler gcc)
+# What a node needs: containerd with runc, the CNI plugins, busybox for the test image, and
+# ip/iptables for the pod network.
+NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables)

@@ -105,6 +105,46 @@ struct ServeFlags {
     /// Authorization mode. Only AlwaysAllow exists until the authorization component lands.
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: String,
+    /// Issuer of service-account tokens (repeatable: the first signs, all are accepted).
+    #[arg(long = "service-account-issuer", default_value = kube_apiserver::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuers: Vec<String>,
+    /// PEM keys that verify service-account tokens (repeatable); default: the signing key.
+    #[arg(long = "service-account-key-file")]
+    service_account_key_files: Vec<PathBuf>,
+    /// PEM private key that signs service-account tokens; default: sa.key beside the serving key.
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// Longest life of a requested token; 0 for no limit.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    service_account_max_token_expiration: std::time::Duration,
+    /// Pod-bound tokens asked for 3607s live a year and report use after 3607s, as upstream.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    service_account_extend_token_expiration: bool,
+    /// jwks_uri in the issuer discovery document; default: https://<advertise address>/openid/v1/jwks.
+    #[arg(long)]
+    service_account_jwks_uri: Option<String>,
+    /// Audiences of the API: tokens must be for one of them; default: the issuers.
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// Admission plugins to turn off (only ServiceAccount can be).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
+    /// Client certificate the apiserver presents to kubelets (PEM).
+    #[arg(long)]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// Key of --kubelet-client-certificate (PEM).
+    #[arg(long)]
+    kubelet_client_key: Option<PathBuf>,
+    /// CA that signs kubelets' serving certificates; without it they are not verified.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// Node address types to reach kubelets at, in order of preference.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    kubelet_preferred_address_types: Vec<String>,
 }
 
 /// Durations as Go writes them: 300ms, 5s, 5m, 1h, 0.
@@ -197,6 +237,16 @@ async fn serve(flags: ServeFlags) -> Result<()> {
         compaction_interval: flags.etcd_compaction_interval,
         watch_cache_size: flags.default_watch_cache_size,
         event_ttl: flags.event_ttl,
+        service_account: kube_apiserver::serviceaccount::Options {
+            issuers: flags.service_account_issuers.clone(),
+            key_files: flags.service_account_key_files.clone(),
+            signing_key_file: flags.service_account_signing_key_file.clone(),
+            max_token_expiration: flags.service_account_max_token_expiration,
+            extend_token_expiration: flags.service_account_extend_token_expiration,
+            jwks_uri: flags.service_account_jwks_uri.clone(),
+            api_audiences: flags.api_audiences.clone(),
+        },
+        disable_admission_plugins: flags.disable_admission_plugins.clone(),
     };
     let store = open_store(&flags).await?;
     let listener =
@@ -206,6 +256,14 @@ async fn serve(flags: ServeFlags) -> Result<()> {
                 format!("listening on {}:{}", flags.bind_address, flags.secure_port)
             })?;
     let app = server::build(config, store).await?;
+    app.kubelet
+        .configure(&kube_apiserver::proxy::KubeletClientConfig {
+            client_certificate: flags.kubelet_client_certificate.clone(),
+            client_key: flags.kubelet_client_key.clone(),
+            certificate_authority: flags.kubelet_certificate_authority.clone(),
+            preferred_address_types: flags.kubelet_preferred_address_types.clone(),
+        })
+        .context("kubelet client flags")?;
     tracing::info!("serving on https://{}", listener.local_addr()?);
     server::serve(app, listener).await
 }

@@ -33,6 +33,10 @@ pub struct Config {
     pub event_ttl: std::time::Duration,
     /// Events each resource's watch cache keeps for watches resuming from a resourceVersion.
     pub watch_cache_size: usize,
+    /// Service-account token issuing and verification (`--service-account-*`).
+    pub service_account: crate::serviceaccount::Options,
+    /// `--disable-admission-plugins`.
+    pub disable_admission_plugins: Vec<String>,
 }
 
 pub struct App {
@@ -40,6 +44,9 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub config: Config,
     pub tokens: TokenFile,
+    /// How the apiserver reaches kubelets (`--kubelet-*` flags).
+    pub kubelet: crate::proxy::KubeletClient,
+    pub service_accounts: crate::serviceaccount::ServiceAccounts,
     bootstrapped: AtomicBool,
     pub openapi: crate::openapi::Documents,
 }
@@ -68,17 +75,26 @@ pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Arc<App>> {
         table: table.clone(),
         cache,
         alloc,
+        admission: crate::admission::Plugins::without(&config.disable_admission_plugins)
+            .map_err(anyhow::Error::msg)?,
     });
     let tokens = match &config.token_auth_file {
         Some(p) => TokenFile::load(p)?,
         None => TokenFile::default(),
     };
+    let service_accounts = crate::serviceaccount::ServiceAccounts::new(
+        &config.service_account,
+        &config.tls_private_key_file,
+        &config.advertise_address,
+    )?;
     let openapi = crate::openapi::Documents::new(&table);
     let app = Arc::new(App {
         table,
         registry,
         config,
         tokens,
+        kubelet: Default::default(),
+        service_accounts,
         bootstrapped: AtomicBool::new(false),
         openapi,
     });
@@ -199,15 +215,25 @@ async fn serve_connection<S>(app: Arc<App>, io: S, cert_user: Option<User>, peer
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let app = app.clone();
-        let user = cert_user
-            .clone()
-            .or_else(|| app.tokens.authenticate(req.headers()));
-        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(app, req, user).await) }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            req.extensions_mut().insert(crate::proxy::ClientAddr(peer));
+            let cert_user = cert_user.clone();
+            async move {
+                let user = match cert_user {
+                    Some(u) => Some(u),
+                    None => authn::authenticate_request(&app, req.headers()).await,
+                };
+                Ok::<_, std::convert::Infallible>(crate::http::handle(app, req, user).await)
+            }
+        });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+    // Upgrades are proxied to kubelets, pods and services (exec, attach, port-forward).
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await
+    {
         tracing::debug!("connection from {peer}: {e}");
     }
 }

@@ -1,7 +1,7 @@
 //! Subresources: status, scale, binding, finalize, approval and the pod-spec subresources.
-//! The ones that stream to a kubelet (log, exec, attach, portforward, proxy) and those that
-//! need token signing (token) are answered with a clear error until their components exist.
-//! Eviction lives in `eviction`.
+//! The ones that reach past the apiserver (log, exec, attach, portforward, proxy) live in
+//! `proxy`. Eviction lives in `eviction`, the ServiceAccount `token` subresource in
+//! `serviceaccount::token`.
 
 use std::sync::Arc;
 
@@ -31,6 +31,10 @@ pub async fn serve(
 ) -> ApiResult<Response<Body>> {
     let _ = &user;
     let sub = info.subresource.as_deref().unwrap_or("");
+    // Proxied answers are the backend's, whatever the client accepts.
+    if crate::proxy::handles(sub) {
+        return crate::proxy::serve(&app, req, res, namespace, info, &query).await;
+    }
     let name = info.name.as_deref().unwrap_or("");
     let accept = req
         .headers()
@@ -73,9 +77,11 @@ pub async fn serve(
             let body = crate::http::resource_body(req).await?;
             crate::eviction::create(&app, namespace, name, body, &query).await
         }
+        ("token", "create") => {
+            crate::serviceaccount::token::create(&app, req, namespace, name, format).await
+        }
         (other, _) => {
             let waiting_for = match other {
-                "log" | "exec" | "attach" | "portforward" | "proxy" => "a kubelet connection",
                 "token" => "service-account token signing",
                 _ => "its component",
             };

@@ -16,11 +16,7 @@ pub fn is_virtual(res: &Resource) -> bool {
 }
 
 fn user_info(user: &User) -> Value {
-    let mut info = json!({"username": user.name, "groups": user.groups});
-    if !user.uid.is_empty() {
-        info["uid"] = json!(user.uid);
-    }
-    info
+    user.to_user_info()
 }
 
 /// POST to a review (or `bindings`): the request object comes back with its status filled.
@@ -46,26 +42,39 @@ pub async fn create(
             Ok(body)
         }
         "TokenReview" => {
+            if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+                return Err(ApiError::bad_request(format!(
+                    "namespace is not allowed on this type: {ns}"
+                )));
+            }
             let token = crate::meta::path(&body, "spec.token")
                 .and_then(Value::as_str)
-                .unwrap_or("");
+                .unwrap_or("")
+                .to_string();
             if token.is_empty() {
-                return Err(ApiError::invalid(
-                    "authentication.k8s.io",
-                    "TokenReview",
-                    "",
-                    &[FieldError::required("spec.token", "")],
+                return Err(ApiError::bad_request(
+                    "token is required for TokenReview in authentication",
                 ));
             }
-            let mut headers = http::HeaderMap::new();
-            if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
-                headers.insert(http::header::AUTHORIZATION, v);
-            }
-            body["status"] = match app.tokens.authenticate(&headers) {
-                Some(u) => {
-                    json!({"authenticated": true, "user": user_info(&u), "audiences": body["spec"]["audiences"].clone()})
+            let audiences: Vec<String> = crate::meta::path(&body, "spec.audiences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            body["status"] = match crate::authn::authenticate_token(app, &token, Some(&audiences))
+                .await
+            {
+                Ok(a) => {
+                    let mut status = json!({"authenticated": true, "user": a.user.to_user_info()});
+                    if !a.audiences.is_empty() {
+                        status["audiences"] = json!(a.audiences);
+                    }
+                    status
                 }
-                None => json!({"authenticated": false, "error": "token not recognised"}),
+                Err(e) => json!({"user": {}, "error": e}),
             };
             Ok(body)
         }

@@ -80,7 +80,11 @@ impl Containerd {
 
     async fn wait_ready(&mut self) {
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 let log = std::fs::read_to_string(self.dir.path().join("containerd.log"))
                     .unwrap_or_default();
                 panic!("containerd exited with {status}:\n{log}");

@@ -75,11 +75,35 @@ impl TestServer {
         Self::start_with(dir, store, history).await
     }
 
+    /// A server whose configuration `edit` adjusts first (the ServiceAccount admission
+    /// plugin, for one, is off by default here, as in upstream's integration tests).
+    pub async fn start_configured(edit: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let store = ferrokube_storage::embedded::EmbeddedStore::open(&data).expect("open store");
+        Self::start_edited(
+            dir,
+            store,
+            kube_apiserver::watchcache::DEFAULT_HISTORY,
+            edit,
+        )
+        .await
+    }
+
     /// A server on the given store; `dir` holds the PKI and kubeconfig.
     pub async fn start_with(
         dir: tempfile::TempDir,
         store: Arc<dyn Store>,
         history: usize,
+    ) -> TestServer {
+        Self::start_edited(dir, store, history, |_| {}).await
+    }
+
+    async fn start_edited(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        history: usize,
+        edit: impl FnOnce(&mut Config),
     ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -95,7 +119,7 @@ impl TestServer {
             cluster_name: "test".into(),
         })
         .expect("pki");
-        let config = Config {
+        let mut config = Config {
             tls_cert_file: pki.join("apiserver.crt"),
             tls_private_key_file: pki.join("apiserver.key"),
             client_ca_file: Some(pki.join("ca.crt")),
@@ -106,7 +130,11 @@ impl TestServer {
             compaction_interval: std::time::Duration::ZERO,
             watch_cache_size: history,
             event_ttl: std::time::Duration::ZERO,
+            service_account: Default::default(),
+            // Tests create pods without a controller making `default` accounts.
+            disable_admission_plugins: vec!["ServiceAccount".into()],
         };
+        edit(&mut config);
         let app = server::build(config, store).await.expect("build server");
         let serving = app.clone();
         let task = tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! Admission that every write goes through: namespace lifecycle, as upstream's
 //! NamespaceLifecycle plugin (nothing new in a namespace that is missing or terminating, and
 //! the system namespaces cannot be deleted), and the mutating plugins that run before
-//! validation (`priority`).
+//! validation (`ServiceAccount` in `crate::serviceaccount::admission`, then `priority`).
 
 mod priority;
 
@@ -15,9 +15,47 @@ use crate::status::{ApiError, ApiResult, Subject};
 /// Namespaces that exist from the start and cannot be deleted.
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
+/// The admission plugins that can be turned off (`--disable-admission-plugins`).
+#[derive(Clone, Debug)]
+pub struct Plugins {
+    pub service_account: bool,
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins {
+            service_account: true,
+        }
+    }
+}
+
+impl Plugins {
+    /// The default plugins less the named ones.
+    pub fn without(disabled: &[String]) -> Result<Plugins, String> {
+        let mut plugins = Plugins::default();
+        for name in disabled {
+            match name.as_str() {
+                "ServiceAccount" => plugins.service_account = false,
+                other => {
+                    return Err(format!(
+                        "admission plugin {other:?} cannot be disabled in this build (ServiceAccount can)"
+                    ))
+                }
+            }
+        }
+        Ok(plugins)
+    }
+}
+
 /// Mutating admission on create, run after defaulting and before validation.
 pub async fn mutate_create(reg: &Registry, res: &Resource, obj: &mut Value) -> ApiResult<()> {
     if res.group.is_empty() && res.plural == "pods" {
+        if reg.admission.service_account {
+            // NamespaceLifecycle comes first upstream: a pod for a missing namespace is
+            // refused for that, not for its missing account.
+            admit_create(reg, res, obj).await?;
+            crate::serviceaccount::admission::admit(reg, obj).await?;
+        }
         priority::admit(reg, obj).await?;
     }
     Ok(())

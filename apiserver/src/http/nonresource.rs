@@ -39,6 +39,10 @@ pub async fn serve(
                 "/readyz".into(),
                 "/version".into(),
             ];
+            if app.service_accounts.discovery().is_some() {
+                paths.push(crate::serviceaccount::oidc::OPENID_CONFIG_PATH.into());
+                paths.push(crate::serviceaccount::oidc::JWKS_PATH.into());
+            }
             for (g, versions) in app.table.groups() {
                 if g.is_empty() {
                     continue;
@@ -57,6 +61,10 @@ pub async fn serve(
         }
         p if p == "/openapi/v2" || p == "/openapi/v3" || p.starts_with("/openapi/v3/") => {
             crate::openapi::serve(app, req, p)
+        }
+        crate::serviceaccount::oidc::OPENID_CONFIG_PATH
+        | crate::serviceaccount::oidc::JWKS_PATH => {
+            crate::serviceaccount::oidc::serve(app, trimmed).ok_or_else(ApiError::path_not_found)
         }
         p if p.starts_with("/healthz/")
             || p.starts_with("/livez/")

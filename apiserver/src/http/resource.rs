@@ -44,7 +44,9 @@ pub async fn serve(
         let Some(s) = res.subresources.iter().find(|s| s.name == sub) else {
             return Err(ApiError::path_not_found());
         };
-        if !s.verbs.contains(&info.verb) {
+        // Proxies pass any method on, OPTIONS included.
+        let proxied_options = s.name == "proxy" && req.method() == http::Method::OPTIONS;
+        if !s.verbs.contains(&info.verb) && !proxied_options {
             return Err(ApiError::method_not_allowed());
         }
         return crate::subresources::serve(

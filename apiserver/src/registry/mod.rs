@@ -24,6 +24,8 @@ pub struct Registry {
     pub table: Arc<ResourceTable>,
     pub cache: Arc<WatchCache>,
     pub alloc: Allocators,
+    /// The admission plugins turned on.
+    pub admission: crate::admission::Plugins,
 }
 
 /// One page of a list.

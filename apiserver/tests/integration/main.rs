@@ -5,5 +5,7 @@ mod api;
 mod etcd_backend;
 mod eviction;
 mod kubectl;
+mod kubelet_proxy;
 mod openapi;
 mod restart;
+mod serviceaccount_token;

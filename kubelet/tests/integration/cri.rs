@@ -20,7 +20,10 @@ async fn sandbox_and_container_run_on_containerd() {
     })
     .expect("cni config");
     let rt = CriRuntime::connect(&ctd.endpoint()).expect("connect");
-    let version = rt.version(api::VersionRequest::default()).await.expect("version");
+    let version = rt
+        .version(api::VersionRequest::default())
+        .await
+        .expect("version");
     assert_eq!(version.runtime_api_version, "v1");
 
     let logs = ctd.dir.path().join("logs");
@@ -55,7 +58,11 @@ async fn sandbox_and_container_run_on_containerd() {
         .expect("status");
     let ip = status.network.expect("network").ip;
     let prefix = ctd.pod_cidr.rsplit_once('.').unwrap().0;
-    assert!(ip.starts_with(prefix), "pod ip {ip} outside {}", ctd.pod_cidr);
+    assert!(
+        ip.starts_with(prefix),
+        "pod ip {ip} outside {}",
+        ctd.pod_cidr
+    );
 
     let container = rt
         .create_container(api::CreateContainerRequest {
@@ -69,7 +76,11 @@ async fn sandbox_and_container_run_on_containerd() {
                     image: "registry.k8s.io/e2e-test-images/busybox:1.36.1-1".into(),
                     ..Default::default()
                 }),
-                command: vec!["sh".into(), "-c".into(), "echo hello from $(hostname)".into()],
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo hello from $(hostname)".into(),
+                ],
                 log_path: "hello/0.log".into(),
                 labels: HashMap::new(),
                 ..Default::default()

@@ -1,0 +1,148 @@
+//! A node for tests: a real apiserver in the process, a real containerd, and the kubelet's
+//! loops running against both.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use ferrokube_testkit::{Containerd, TestServer};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::await_condition;
+use kubelet::agent::{self, Network, NodeOptions, RunningNode};
+use kubelet::config::{Dirs, KubeletConfiguration};
+use kubelet::runtime::cri::CriRuntime;
+
+/// Only a guard against hangs; nothing asserts on time.
+pub const GUARD: Duration = Duration::from_secs(120);
+
+pub struct Node {
+    pub node: Option<RunningNode>,
+    pub name: String,
+    pub client: kube::Client,
+    pub root: tempfile::TempDir,
+    // Dropped last: the containerd after the kubelet, the apiserver after both.
+    pub containerd: Containerd,
+    pub server: TestServer,
+    _services: tokio::task::JoinHandle<()>,
+}
+
+pub async fn node() -> Node {
+    let server = TestServer::start().await;
+    let containerd = Containerd::start().await;
+    let client = server.client().await;
+    let root = tempfile::tempdir().expect("root dir");
+    let mut config = KubeletConfiguration {
+        pod_cidr: containerd.pod_cidr.clone(),
+        cluster_domain: "cluster.local".into(),
+        node_status_update_frequency: Duration::from_secs(1),
+        sync_frequency: Duration::from_secs(10),
+        ..Default::default()
+    };
+    config.port = 0;
+    let (services, services_task) = agent::services(client.clone());
+    let name = "node-1".to_string();
+    let running = agent::start(
+        client.clone(),
+        std::sync::Arc::new(CriRuntime::connect(&containerd.endpoint()).expect("cri")),
+        NodeOptions {
+            name: name.clone(),
+            node_ip: Some("127.0.0.1".into()),
+            config,
+            dirs: Dirs::new(root.path()),
+            network: Network::Cni {
+                conf_dir: containerd.cni_conf_dir.clone(),
+                bridge: containerd.bridge.clone(),
+            },
+            pleg_period: Duration::from_millis(200),
+            machine: None,
+            services,
+        },
+    )
+    .await
+    .expect("kubelet");
+    Node {
+        node: Some(running),
+        name,
+        client,
+        root,
+        containerd,
+        server,
+        _services: services_task,
+    }
+}
+
+impl Node {
+    pub fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Creates a pod bound to this node.
+    pub async fn create_pod(&self, ns: &str, mut pod: serde_json::Value) -> Pod {
+        pod["spec"]["nodeName"] = serde_json::json!(self.name);
+        let pod: Pod = serde_json::from_value(pod).expect("pod");
+        self.pods(ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod")
+    }
+
+    /// Waits until `cond` holds for the pod.
+    pub async fn wait_pod(&self, ns: &str, name: &str, what: &str, cond: impl Fn(&Pod) -> bool) -> Pod {
+        let cond = move |p: Option<&Pod>| p.is_some_and(&cond);
+        match tokio::time::timeout(GUARD, await_condition(self.pods(ns), name, cond)).await {
+            Ok(Ok(Some(p))) => p,
+            Ok(other) => panic!("waiting for {what}: {other:?}"),
+            Err(_) => {
+                let now = self.pods(ns).get_opt(name).await.ok().flatten();
+                panic!("timed out waiting for {what}; pod now: {:#?}", now.map(|p| p.status));
+            }
+        }
+    }
+
+    /// Waits until the pod is gone from the API.
+    pub async fn wait_gone(&self, ns: &str, name: &str) {
+        let api = self.pods(ns);
+        let gone = async {
+            let mut events = std::pin::pin!(kube::runtime::watcher(
+                api.clone(),
+                kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"))
+            ));
+            loop {
+                if api.get_opt(name).await.ok().flatten().is_none() {
+                    return;
+                }
+                events.next().await;
+            }
+        };
+        tokio::time::timeout(GUARD, gone).await.expect("pod deletion");
+    }
+}
+
+pub fn phase(p: &Pod) -> &str {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+pub fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl Node {
+    /// Waits until the Node reports Ready (the pod network is configured).
+    pub async fn wait_pod_node_ready(&self) {
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let cond = |n: Option<&k8s_openapi::api::core::v1::Node>| {
+            n.and_then(|n| n.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        tokio::time::timeout(GUARD, await_condition(nodes, &self.name, cond))
+            .await
+            .expect("node Ready")
+            .expect("watch");
+    }
+}

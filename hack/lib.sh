@@ -19,3 +19,5 @@ BUILD_PACKAGES=(protobuf-compiler gcc)
 # What a node needs: containerd with runc, the CNI plugins, busybox for the test image, and
 # ip/iptables for the pod network.
 NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables)
+# Only the tests need these: a local registry for real image pulls.
+TEST_PACKAGES=(docker-registry)

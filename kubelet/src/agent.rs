@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::Api;
 use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
@@ -41,6 +41,8 @@ pub struct NodeOptions {
     pub machine: Option<Machine>,
     /// Every Service, shared by the nodes of one process.
     pub services: Store<Service>,
+    /// Serve the kubelet API (logs, exec, port-forward...) on `address:port` of the config.
+    pub serve: bool,
 }
 
 /// A running node: its parts, for the server and for tests.
@@ -76,7 +78,10 @@ pub async fn start(
     let cfg = &opts.config;
     std::fs::create_dir_all(&opts.dirs.root)?;
     std::fs::create_dir_all(&opts.dirs.pod_logs)?;
-    let machine = opts.machine.clone().unwrap_or_else(|| Machine::read(&opts.dirs.root));
+    let machine = opts
+        .machine
+        .clone()
+        .unwrap_or_else(|| Machine::read(&opts.dirs.root));
     let machine_capacity = machine.capacity(cfg.max_pods);
     let memory_bytes = machine.memory_bytes;
     let runtime_name = runtime
@@ -94,7 +99,7 @@ pub async fn start(
             node_ip: opts.node_ip.clone(),
             labels,
             taints: cfg.register_with_taints.clone(),
-            kubelet_port: i32::from(cfg.port),
+            kubelet_port: std::sync::atomic::AtomicI32::new(i32::from(cfg.port)),
             max_pods: cfg.max_pods,
             system_reserved: cfg.system_reserved.clone(),
             kube_reserved: cfg.kube_reserved.clone(),
@@ -106,6 +111,22 @@ pub async fn start(
         },
         machine,
     );
+    // Bound before registering, so that the Node reports the port actually in use.
+    let listener = if opts.serve {
+        let addr = format!("{}:{}", cfg.address, cfg.port);
+        Some(
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the kubelet server to {addr}: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let kubelet_port = match &listener {
+        Some(l) => i32::from(l.local_addr()?.port()),
+        None => i32::from(cfg.port),
+    };
+    agent.set_kubelet_port(kubelet_port);
     agent.register().await;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(agent.clone().run_lease()));
@@ -182,21 +203,57 @@ pub async fn start(
                             .and_then(|s| s.init_containers.as_ref())
                             .is_some_and(|ics| ics.iter().any(|c| c.name == e.container_name));
                         let object = crate::events::container_ref(&pod, &e.container_name, init);
-                        notified.shared.events.record(&object, e.event_type, e.reason, &e.message).await;
+                        notified
+                            .shared
+                            .events
+                            .record(&object, e.event_type, e.reason, &e.message)
+                            .await;
                     }
                 }
             }
         }
     }));
+    if let Some(listener) = listener {
+        let mut server_config = crate::server::ServerConfig::new(opts.name.clone());
+        server_config.node_ips = opts
+            .node_ip
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        server_config.tls_cert_file =
+            (!cfg.tls_cert_file.is_empty()).then(|| PathBuf::from(&cfg.tls_cert_file));
+        server_config.tls_private_key_file = (!cfg.tls_private_key_file.is_empty())
+            .then(|| PathBuf::from(&cfg.tls_private_key_file));
+        server_config.auth.client_ca_file = (!cfg.authentication.x509.client_ca_file.is_empty())
+            .then(|| PathBuf::from(&cfg.authentication.x509.client_ca_file));
+        server_config.auth.anonymous = cfg.authentication.anonymous.enabled;
+        server_config.auth.webhook_authentication = cfg.authentication.webhook.enabled;
+        if cfg.authorization.mode == "AlwaysAllow" {
+            server_config.auth.authorization = crate::server::AuthorizationMode::AlwaysAllow;
+        }
+        let server = crate::server::KubeletServer::new(
+            server_config,
+            Arc::new(crate::pods::node_view::PodsView(pods.clone())),
+            Arc::new(crate::server::KubeReviews(shared.client.clone())),
+        )?;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.serve(listener).await {
+                tracing::error!(error = %e, "kubelet server stopped");
+            }
+        }));
+    }
     Ok(RunningNode { agent, pods, tasks })
 }
 
 /// A store of every Service, kept by a watch that runs until the returned task is dropped.
 pub fn services(client: kube::Client) -> (Store<Service>, tokio::task::JoinHandle<()>) {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(Api::<Service>::all(client), watcher::Config::default()))
-        .default_backoff()
-        .applied_objects();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<Service>::all(client), watcher::Config::default()),
+    )
+    .default_backoff()
+    .applied_objects();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while stream.next().await.is_some() {}

@@ -163,9 +163,8 @@ impl KubeletConfiguration {
     pub fn load(path: &Path) -> anyhow::Result<KubeletConfiguration> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("failed to read kubelet config file {path:?}: {e}"))?;
-        let cfg: KubeletConfiguration = serde_yaml_ng::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("failed to decode kubelet config file {path:?}: {e}")
-        })?;
+        let cfg: KubeletConfiguration = serde_yaml_ng::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("failed to decode kubelet config file {path:?}: {e}"))?;
         if cfg.kind != "KubeletConfiguration"
             || !matches!(
                 cfg.api_version.as_str(),
@@ -184,7 +183,9 @@ impl KubeletConfiguration {
     /// The lease renew interval: a quarter of the lease duration, as upstream's
     /// `nodeLeaseRenewIntervalFraction`.
     pub fn lease_renew_interval(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.node_lease_duration_seconds.max(1)).unwrap_or(40) * 250)
+        Duration::from_millis(
+            u64::try_from(self.node_lease_duration_seconds.max(1)).unwrap_or(40) * 250,
+        )
     }
 }
 

@@ -109,7 +109,14 @@ impl Recorder {
             involved_object: object.clone(),
             reason: Some(reason.into()),
             message: Some(message.into()),
-            type_: Some(if kind == Kind::Warning { "Warning" } else { "Normal" }.into()),
+            type_: Some(
+                if kind == Kind::Warning {
+                    "Warning"
+                } else {
+                    "Normal"
+                }
+                .into(),
+            ),
             source: Some(EventSource {
                 component: Some("kubelet".into()),
                 host: Some(self.node.clone()),

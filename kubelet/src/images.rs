@@ -406,7 +406,7 @@ impl Keyring {
         let mut out = Vec::new();
         for key in &self.index {
             if urls_match(key, repository) {
-                out.extend(self.creds[key].iter().cloned());
+                out.extend(self.creds.get(key).into_iter().flatten().cloned());
             }
         }
         if out.is_empty() && is_default_registry_match(repository) {

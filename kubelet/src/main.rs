@@ -47,6 +47,24 @@ struct Flags {
     /// HTTPS port of the kubelet's server (port).
     #[arg(long)]
     port: Option<u16>,
+    /// Clients presenting a certificate signed by this CA are authenticated
+    /// (authentication.x509.clientCAFile).
+    #[arg(long)]
+    client_ca_file: Option<String>,
+    /// The serving certificate of the kubelet API; a self-signed one is made without it.
+    #[arg(long)]
+    tls_cert_file: Option<String>,
+    #[arg(long)]
+    tls_private_key_file: Option<String>,
+    /// The address the kubelet API listens on (address).
+    #[arg(long)]
+    address: Option<String>,
+    /// `Webhook` (SubjectAccessReview) or `AlwaysAllow` (authorization.mode).
+    #[arg(long)]
+    authorization_mode: Option<String>,
+    /// Let requests without credentials in as `system:anonymous` (authentication.anonymous).
+    #[arg(long)]
+    anonymous_auth: Option<bool>,
     /// Maximum pods on this node (maxPods).
     #[arg(long)]
     max_pods: Option<i64>,
@@ -96,6 +114,24 @@ impl Flags {
         if let Some(p) = self.port {
             cfg.port = p;
         }
+        if let Some(f) = &self.client_ca_file {
+            cfg.authentication.x509.client_ca_file = f.clone();
+        }
+        if let Some(f) = &self.tls_cert_file {
+            cfg.tls_cert_file = f.clone();
+        }
+        if let Some(f) = &self.tls_private_key_file {
+            cfg.tls_private_key_file = f.clone();
+        }
+        if let Some(a) = &self.address {
+            cfg.address = a.clone();
+        }
+        if let Some(m) = &self.authorization_mode {
+            cfg.authorization.mode = m.clone();
+        }
+        if let Some(a) = self.anonymous_auth {
+            cfg.authentication.anonymous.enabled = a;
+        }
         if let Some(m) = self.max_pods {
             cfg.max_pods = m;
         }
@@ -143,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
                     pleg_period: flags.pleg_period,
                     machine: None,
                     services: services.clone(),
+                    serve: true,
                 },
             )
             .await?;
@@ -173,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
                         pleg_period: flags.pleg_period.max(Duration::from_secs(1)),
                         machine: Some(machine.clone()),
                         services: services.clone(),
+                        serve: false,
                     },
                 )
                 .await?;

@@ -49,7 +49,11 @@ impl Machine {
                 d.flatten()
                     .filter_map(|e| {
                         let name = e.file_name().to_string_lossy().into_owned();
-                        let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+                        let kb: u64 = name
+                            .strip_prefix("hugepages-")?
+                            .strip_suffix("kB")?
+                            .parse()
+                            .ok()?;
                         Some(hugepage_name(kb))
                     })
                     .collect()
@@ -81,7 +85,10 @@ impl Machine {
     pub fn capacity(&self, max_pods: i64) -> BTreeMap<String, Quantity> {
         let mut c = BTreeMap::new();
         c.insert("cpu".into(), Quantity(self.cpus.to_string()));
-        c.insert("memory".into(), Quantity(format!("{}Ki", self.memory_bytes / 1024)));
+        c.insert(
+            "memory".into(),
+            Quantity(format!("{}Ki", self.memory_bytes / 1024)),
+        );
         c.insert(
             "ephemeral-storage".into(),
             Quantity(format!("{}Ki", self.ephemeral_storage_bytes / 1024)),
@@ -112,9 +119,9 @@ impl Machine {
 
 /// `hugepages-2Mi` from a size in KiB.
 fn hugepage_name(kb: u64) -> String {
-    if kb % (1024 * 1024) == 0 {
+    if kb.is_multiple_of(1024 * 1024) {
         format!("hugepages-{}Gi", kb / (1024 * 1024))
-    } else if kb % 1024 == 0 {
+    } else if kb.is_multiple_of(1024) {
         format!("hugepages-{}Mi", kb / 1024)
     } else {
         format!("hugepages-{kb}Ki")

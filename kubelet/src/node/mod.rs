@@ -23,7 +23,8 @@ pub struct Settings {
     pub node_ip: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
-    pub kubelet_port: i32,
+    /// The port the kubelet server listens on; set once it is bound.
+    pub kubelet_port: std::sync::atomic::AtomicI32,
     pub max_pods: i64,
     pub system_reserved: BTreeMap<String, String>,
     pub kube_reserved: BTreeMap<String, String>,
@@ -57,6 +58,13 @@ impl NodeAgent {
             machine,
             node: watch::channel(None).0,
         })
+    }
+
+    /// The port the Node reports for the kubelet API.
+    pub fn set_kubelet_port(&self, port: i32) {
+        self.settings
+            .kubelet_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn name(&self) -> &str {
@@ -135,7 +143,9 @@ impl NodeAgent {
                 let missing: BTreeMap<_, _> = self
                     .labels()
                     .into_iter()
-                    .filter(|(k, v)| existing.metadata.labels.as_ref().and_then(|l| l.get(k)) != Some(v))
+                    .filter(|(k, v)| {
+                        existing.metadata.labels.as_ref().and_then(|l| l.get(k)) != Some(v)
+                    })
                     .collect();
                 if missing.is_empty() {
                     return Ok(existing);
@@ -167,13 +177,19 @@ impl NodeAgent {
             Ok(s) => s.status.unwrap_or_default(),
             Err(e) => {
                 return (
-                    vec![format!("container runtime status check failed: {}", e.message())],
+                    vec![format!(
+                        "container runtime status check failed: {}",
+                        e.message()
+                    )],
                     version,
                 )
             }
         };
         let mut problems = Vec::new();
-        for (kind, label) in [("RuntimeReady", "container runtime not ready"), ("NetworkReady", "container runtime network not ready")] {
+        for (kind, label) in [
+            ("RuntimeReady", "container runtime not ready"),
+            ("NetworkReady", "container runtime network not ready"),
+        ] {
             match status.conditions.iter().find(|c| c.r#type == kind) {
                 Some(c) if c.status => {}
                 Some(c) => problems.push(format!(
@@ -187,7 +203,11 @@ impl NodeAgent {
     }
 
     async fn images(&self) -> Vec<ContainerImage> {
-        let Ok(list) = self.runtime.list_images(api::ListImagesRequest::default()).await else {
+        let Ok(list) = self
+            .runtime
+            .list_images(api::ListImagesRequest::default())
+            .await
+        else {
             return Vec::new();
         };
         list.images
@@ -212,7 +232,10 @@ impl NodeAgent {
             eviction_hard: &self.settings.eviction_hard,
             addresses: machine::addresses(self.settings.node_ip.as_deref(), &self.settings.name),
             node_info: self.machine.system_info(&runtime_version),
-            kubelet_port: self.settings.kubelet_port,
+            kubelet_port: self
+                .settings
+                .kubelet_port
+                .load(std::sync::atomic::Ordering::Relaxed),
             not_ready,
             memory_pressure: false,
             disk_pressure: false,
@@ -258,7 +281,9 @@ impl NodeAgent {
             match self.sync_status(due).await {
                 Ok(true) => last_report = Some(Instant::now()),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(node = %self.settings.name, error = %e, "error updating node status"),
+                Err(e) => {
+                    tracing::warn!(node = %self.settings.name, error = %e, "error updating node status")
+                }
             }
             tokio::time::sleep(self.settings.update_frequency).await;
         }

@@ -56,8 +56,12 @@ pub fn allocatable(
             _ => None,
         };
         if let Some(threshold) = signal.and_then(|s| eviction_hard.get(s)) {
-            if let Some(pct) = threshold.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()) {
-                let cut = (Q::parse(&cap.0).map(|c| c.value()).unwrap_or(0) as f64 * pct / 100.0) as i64;
+            if let Some(pct) = threshold
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<f64>().ok())
+            {
+                let cut =
+                    (Q::parse(&cap.0).map(|c| c.value()).unwrap_or(0) as f64 * pct / 100.0) as i64;
                 v.sub_assign_ref(&Q::new(cut, ferrokube_common::quantity::Format::BinarySI));
             } else if let Ok(t) = Q::parse(threshold) {
                 v.sub_assign_ref(&t);
@@ -100,9 +104,15 @@ pub fn build(inputs: Inputs<'_>, old: Option<&NodeStatus>, now: Time) -> NodeSta
     let old_conditions = old.and_then(|o| o.conditions.as_ref());
     let find = |t: &str| old_conditions.and_then(|cs| cs.iter().find(|c| c.type_ == t));
     let memory = if inputs.memory_pressure {
-        ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+        (
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        )
     } else {
-        ("KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+        (
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        )
     };
     let disk = if inputs.disk_pressure {
         ("KubeletHasDiskPressure", "kubelet has disk pressure")
@@ -110,9 +120,15 @@ pub fn build(inputs: Inputs<'_>, old: Option<&NodeStatus>, now: Time) -> NodeSta
         ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")
     };
     let pid = if inputs.pid_pressure {
-        ("KubeletHasInsufficientPID", "kubelet has insufficient PID available")
+        (
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+        )
     } else {
-        ("KubeletHasSufficientPID", "kubelet has sufficient PID available")
+        (
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        )
     };
     let ready_message = inputs.not_ready.join(", ");
     let (ready_reason, ready_message) = if inputs.not_ready.is_empty() {
@@ -121,10 +137,38 @@ pub fn build(inputs: Inputs<'_>, old: Option<&NodeStatus>, now: Time) -> NodeSta
         ("KubeletNotReady", ready_message.as_str())
     };
     let conditions = vec![
-        condition("MemoryPressure", inputs.memory_pressure, memory.0, memory.1, &now, find("MemoryPressure")),
-        condition("DiskPressure", inputs.disk_pressure, disk.0, disk.1, &now, find("DiskPressure")),
-        condition("PIDPressure", inputs.pid_pressure, pid.0, pid.1, &now, find("PIDPressure")),
-        condition("Ready", inputs.not_ready.is_empty(), ready_reason, ready_message, &now, find("Ready")),
+        condition(
+            "MemoryPressure",
+            inputs.memory_pressure,
+            memory.0,
+            memory.1,
+            &now,
+            find("MemoryPressure"),
+        ),
+        condition(
+            "DiskPressure",
+            inputs.disk_pressure,
+            disk.0,
+            disk.1,
+            &now,
+            find("DiskPressure"),
+        ),
+        condition(
+            "PIDPressure",
+            inputs.pid_pressure,
+            pid.0,
+            pid.1,
+            &now,
+            find("PIDPressure"),
+        ),
+        condition(
+            "Ready",
+            inputs.not_ready.is_empty(),
+            ready_reason,
+            ready_message,
+            &now,
+            find("Ready"),
+        ),
     ];
     let allocatable = allocatable(
         &inputs.capacity,
@@ -133,7 +177,7 @@ pub fn build(inputs: Inputs<'_>, old: Option<&NodeStatus>, now: Time) -> NodeSta
         inputs.eviction_hard,
     );
     let mut images = inputs.images;
-    images.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    images.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
     images.truncate(MAX_IMAGES);
     NodeStatus {
         capacity: Some(inputs.capacity),
@@ -178,7 +222,10 @@ pub fn changed(old: &NodeStatus, new: &NodeStatus) -> bool {
 mod tests {
     use super::*;
 
-    fn inputs<'a>(empty: &'a BTreeMap<String, String>, eviction: &'a BTreeMap<String, String>) -> Inputs<'a> {
+    fn inputs<'a>(
+        empty: &'a BTreeMap<String, String>,
+        eviction: &'a BTreeMap<String, String>,
+    ) -> Inputs<'a> {
         Inputs {
             capacity: [("cpu", "2"), ("memory", "1000Mi"), ("pods", "110")]
                 .into_iter()
@@ -205,7 +252,8 @@ mod tests {
     #[test]
     fn allocatable_subtracts_reservations_and_eviction() {
         let empty = BTreeMap::new();
-        let eviction: BTreeMap<_, _> = [("memory.available".to_string(), "100Mi".to_string())].into();
+        let eviction: BTreeMap<_, _> =
+            [("memory.available".to_string(), "100Mi".to_string())].into();
         let mut reserved = BTreeMap::new();
         reserved.insert("cpu".to_string(), "500m".to_string());
         let cap = inputs(&empty, &eviction).capacity;
@@ -223,7 +271,10 @@ mod tests {
         let ready = cs.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
-        assert_eq!(ready.message.as_deref(), Some("kubelet is posting ready status"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("kubelet is posting ready status")
+        );
         let mem = cs.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
         assert_eq!(mem.reason.as_deref(), Some("KubeletHasSufficientMemory"));
     }
@@ -232,15 +283,32 @@ mod tests {
     fn transition_time_moves_only_with_status() {
         let empty = BTreeMap::new();
         let first = build(inputs(&empty, &empty), None, t("2026-01-01T00:00:00Z"));
-        let second = build(inputs(&empty, &empty), Some(&first), t("2026-01-01T00:00:10Z"));
+        let second = build(
+            inputs(&empty, &empty),
+            Some(&first),
+            t("2026-01-01T00:00:10Z"),
+        );
         assert!(!changed(&first, &second), "only heartbeats moved");
-        let ready = |s: &NodeStatus| s.conditions.clone().unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!(ready(&second).last_transition_time, Some(t("2026-01-01T00:00:00Z")));
+        let ready = |s: &NodeStatus| {
+            s.conditions
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+        };
+        assert_eq!(
+            ready(&second).last_transition_time,
+            Some(t("2026-01-01T00:00:00Z"))
+        );
         let mut down = inputs(&empty, &empty);
         down.not_ready = vec!["container runtime is down".into()];
         let third = build(down, Some(&second), t("2026-01-01T00:00:20Z"));
         assert!(changed(&second, &third));
         assert_eq!(ready(&third).reason.as_deref(), Some("KubeletNotReady"));
-        assert_eq!(ready(&third).last_transition_time, Some(t("2026-01-01T00:00:20Z")));
+        assert_eq!(
+            ready(&third).last_transition_time,
+            Some(t("2026-01-01T00:00:20Z"))
+        );
     }
 }

@@ -24,6 +24,12 @@ pub struct Prepared {
     pub volumes: BTreeMap<String, (PathBuf, bool)>,
 }
 
+/// A ready sandbox: its id and the config it was made with.
+pub struct Sandbox {
+    pub id: String,
+    pub config: api::PodSandboxConfig,
+}
+
 /// A step that failed, as the Event to record.
 pub struct StepError {
     pub reason: String,
@@ -147,7 +153,11 @@ async fn pull_secrets(shared: &Shared, pod: &Pod) -> Vec<Secret> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), ns);
     let mut out = Vec::new();
-    for r in pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()) {
+    for r in pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+    {
         if let Ok(Some(s)) = api.get_opt(&r.name).await {
             out.push(s);
         }
@@ -165,8 +175,8 @@ async fn pod_ips(shared: &Shared, pod: &Pod) -> Vec<String> {
 
 /// Writes the pod's managed /etc/hosts; returns its path.
 fn write_hosts(shared: &Shared, pod: &Pod, ips: &[String]) -> Result<PathBuf, String> {
-    let (hostname, domain) =
-        hosts::pod_hostname_and_domain(pod, &shared.settings.cluster_domain).map_err(|e| e.to_string())?;
+    let (hostname, domain) = hosts::pod_hostname_and_domain(pod, &shared.settings.cluster_domain)
+        .map_err(|e| e.to_string())?;
     let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     let text = hosts::hosts_file_content(pod, ips, &hostname, &domain, &node_hosts);
     let dir = pod_dir(shared, pod);
@@ -177,14 +187,20 @@ fn write_hosts(shared: &Shared, pod: &Pod, ips: &[String]) -> Result<PathBuf, St
 }
 
 /// The empty file behind one container instance's termination message path.
-fn termination_log(shared: &Shared, pod: &Pod, name: &str, restart: u32) -> Result<PathBuf, String> {
+fn termination_log(
+    shared: &Shared,
+    pod: &Pod,
+    name: &str,
+    restart: u32,
+) -> Result<PathBuf, String> {
     let dir = pod_dir(shared, pod).join("containers").join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let path = dir.join(format!("{restart}"));
     std::fs::write(&path, b"").map_err(|e| e.to_string())?;
     // Any user in the container may write its message.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| e.to_string())?;
     Ok(path)
 }
 
@@ -204,18 +220,27 @@ pub async fn start_container(
     c: &Container,
     init: bool,
     restart_count: i32,
-    sandbox_id: &str,
-    sandbox_config: &api::PodSandboxConfig,
+    sandbox: &Sandbox,
     prepared: &Prepared,
 ) -> Result<(), StartError> {
+    let sandbox_config = &sandbox.config;
     let object = events::container_ref(pod, &c.name, init);
     let secrets = pull_secrets(shared, pod).await;
     let pulled = shared
         .images
-        .ensure_image(shared.runtime.as_ref(), pod, c, &secrets, Some(sandbox_config))
+        .ensure_image(
+            shared.runtime.as_ref(),
+            pod,
+            c,
+            &secrets,
+            Some(sandbox_config),
+        )
         .await;
     for e in &pulled.events {
-        shared.events.record(&object, e.event_type, e.reason, &e.message).await;
+        shared
+            .events
+            .record(&object, e.event_type, e.reason, &e.message)
+            .await;
     }
     let image_ref = match pulled.image {
         Ok(r) => r,
@@ -249,7 +274,9 @@ pub async fn start_container(
     )
     .await
     .map_err(|e| config_error(e.to_string()))?;
-    let etc_hosts = if hosts::should_mount_hosts_file(&ips) || pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+    let etc_hosts = if hosts::should_mount_hosts_file(&ips)
+        || pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+    {
         Some(write_hosts(shared, pod, &ips).map_err(config_error)?)
     } else {
         None
@@ -284,11 +311,12 @@ pub async fn start_container(
         &config::VolumeSubPaths,
     )
     .map_err(|e| config_error(e.to_string()))?;
-    cfg.labels.insert(labels::KUBELET_MANAGED.into(), "true".into());
+    cfg.labels
+        .insert(labels::KUBELET_MANAGED.into(), "true".into());
     let created = shared
         .runtime
         .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sandbox_id.to_string(),
+            pod_sandbox_id: sandbox.id.clone(),
             config: Some(cfg),
             sandbox_config: Some(sandbox_config.clone()),
         })
@@ -297,7 +325,15 @@ pub async fn start_container(
         Ok(r) => r.container_id,
         Err(e) => {
             let message = e.message().to_string();
-            shared.events.record(&object, Kind::Warning, "Failed", &format!("Error: {message}")).await;
+            shared
+                .events
+                .record(
+                    &object,
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
             return Err(StartError {
                 reason: "CreateContainerError".into(),
                 message,
@@ -307,15 +343,30 @@ pub async fn start_container(
     };
     shared
         .events
-        .record(&object, Kind::Normal, "Created", &format!("Created container: {}", c.name))
+        .record(
+            &object,
+            Kind::Normal,
+            "Created",
+            &format!("Created container: {}", c.name),
+        )
         .await;
     if let Err(e) = shared
         .runtime
-        .start_container(api::StartContainerRequest { container_id: id.clone() })
+        .start_container(api::StartContainerRequest {
+            container_id: id.clone(),
+        })
         .await
     {
         let message = e.message().to_string();
-        shared.events.record(&object, Kind::Warning, "Failed", &format!("Error: {message}")).await;
+        shared
+            .events
+            .record(
+                &object,
+                Kind::Warning,
+                "Failed",
+                &format!("Error: {message}"),
+            )
+            .await;
         return Err(StartError {
             reason: "RunContainerError".into(),
             message,
@@ -324,14 +375,23 @@ pub async fn start_container(
     }
     shared
         .events
-        .record(&object, Kind::Normal, "Started", &format!("Started container {}", c.name))
+        .record(
+            &object,
+            Kind::Normal,
+            "Started",
+            &format!("Started container {}", c.name),
+        )
         .await;
-    shared.probes.update_pod_ip(uid(pod), ips.first().map(String::as_str));
+    shared
+        .probes
+        .update_pod_ip(uid(pod), ips.first().map(String::as_str));
     shared.probes.update_container(
         uid(pod),
         &c.name,
         &id,
-        RunState::Running { started_at: SystemTime::now() },
+        RunState::Running {
+            started_at: SystemTime::now(),
+        },
     );
     let hook = crate::hooks::post_start(&crate::hooks::HookTarget {
         runtime: shared.runtime.as_ref(),
@@ -345,7 +405,10 @@ pub async fn start_container(
     if let Err(message) = hook.result {
         let _ = shared
             .runtime
-            .stop_container(api::StopContainerRequest { container_id: id, timeout: 2 })
+            .stop_container(api::StopContainerRequest {
+                container_id: id,
+                timeout: 2,
+            })
             .await;
         return Err(StartError {
             reason: crate::hooks::POST_START_HOOK_ERROR.into(),
@@ -356,13 +419,22 @@ pub async fn start_container(
     Ok(())
 }
 
-async fn record_hook_events(shared: &Shared, pod: &Pod, c: &Container, init: bool, evs: &[crate::hooks::HookEvent]) {
+async fn record_hook_events(
+    shared: &Shared,
+    pod: &Pod,
+    c: &Container,
+    init: bool,
+    evs: &[crate::hooks::HookEvent],
+) {
     for e in evs {
         let object = match e.object {
             crate::hooks::EventObject::Pod => events::pod_ref(pod),
             crate::hooks::EventObject::Container => events::container_ref(pod, &c.name, init),
         };
-        shared.events.record(&object, e.event_type, e.reason, &e.message).await;
+        shared
+            .events
+            .record(&object, e.event_type, e.reason, &e.message)
+            .await;
     }
 }
 
@@ -371,7 +443,10 @@ async fn image_user(shared: &Shared, image_ref: &str) -> (Option<i64>, String) {
     let status = shared
         .runtime
         .image_status(api::ImageStatusRequest {
-            image: Some(api::ImageSpec { image: image_ref.to_string(), ..Default::default() }),
+            image: Some(api::ImageSpec {
+                image: image_ref.to_string(),
+                ..Default::default()
+            }),
             verbose: false,
         })
         .await
@@ -416,7 +491,8 @@ pub async fn pre_stop(
 
 /// Tells the probes about a running container instance (a new id restarts its probing).
 fn observe(shared: &Shared, pod: &Pod, name: &str, status: &api::ContainerStatus) {
-    let started_at = UNIX_EPOCH + Duration::from_nanos(u64::try_from(status.started_at).unwrap_or(0));
+    let started_at =
+        UNIX_EPOCH + Duration::from_nanos(u64::try_from(status.started_at).unwrap_or(0));
     shared
         .probes
         .update_container(uid(pod), name, &status.id, RunState::Running { started_at });
@@ -424,15 +500,33 @@ fn observe(shared: &Shared, pod: &Pod, name: &str, status: &api::ContainerStatus
 
 /// Why a running container must be restarted: a failed liveness or startup probe, or a
 /// spec whose hash changed.
-pub fn needs_restart(shared: &Shared, pod: &Pod, c: &Container, status: &api::ContainerStatus) -> Option<String> {
+pub fn needs_restart(
+    shared: &Shared,
+    pod: &Pod,
+    c: &Container,
+    status: &api::ContainerStatus,
+) -> Option<String> {
     observe(shared, pod, &c.name, status);
     let want = format!("{:x}", config::container_hash(c));
-    if status.annotations.get(config::CONTAINER_HASH_ANNOTATION).is_some_and(|h| *h != want) {
-        return Some(format!("Container {} definition changed, will be restarted", c.name));
+    if status
+        .annotations
+        .get(config::CONTAINER_HASH_ANNOTATION)
+        .is_some_and(|h| *h != want)
+    {
+        return Some(format!(
+            "Container {} definition changed, will be restarted",
+            c.name
+        ));
     }
-    for (kind, what) in [(crate::prober::ProbeKind::Liveness, "liveness"), (crate::prober::ProbeKind::Startup, "startup")] {
+    for (kind, what) in [
+        (crate::prober::ProbeKind::Liveness, "liveness"),
+        (crate::prober::ProbeKind::Startup, "startup"),
+    ] {
         if shared.probes.result(&status.id, kind) == Some(crate::prober::ProbeResult::Failure) {
-            return Some(format!("Container {} failed {what} probe, will be restarted", c.name));
+            return Some(format!(
+                "Container {} failed {what} probe, will be restarted",
+                c.name
+            ));
         }
     }
     None

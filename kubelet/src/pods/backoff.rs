@@ -13,30 +13,52 @@ const RESET_AFTER: Duration = Duration::from_secs(600);
 
 #[derive(Default)]
 pub struct Backoff {
-    /// Current delay per `<pod uid>/<container>` and the finish time (ns) it was set for.
-    entries: Mutex<HashMap<String, (Duration, i64)>>,
+    /// Per `<pod uid>/<container>`: the exit (finish time, ns) last seen, the delay that exit
+    /// waits, and the delay the next exit will wait.
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    finished_at: i64,
+    this: Duration,
+    next: Duration,
 }
 
 impl Backoff {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Duration, i64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The delay to wait after the exit at `finished_at` of a container that started at
-    /// `started_at` (both ns); each new exit doubles it.
+    /// How long after its exit at `finished_at` a container that started at `started_at`
+    /// (both ns) waits before its next start. As upstream, the first exit restarts at once
+    /// and each later one waits twice as long as the one before.
     pub fn delay_for(&self, key: &str, started_at: i64, finished_at: i64) -> Duration {
         let ran = Duration::from_nanos(u64::try_from(finished_at - started_at).unwrap_or(0));
         let mut entries = self.lock();
-        let entry = entries.entry(key.to_string()).or_insert((Duration::ZERO, 0));
-        if entry.1 != finished_at {
-            entry.0 = if entry.0.is_zero() || ran >= RESET_AFTER {
-                INITIAL
-            } else {
-                (entry.0 * 2).min(MAX)
-            };
-            entry.1 = finished_at;
+        match entries.get(key).copied() {
+            Some(e) if e.finished_at == finished_at => e.this,
+            Some(e) if ran < RESET_AFTER => {
+                let entry = Entry {
+                    finished_at,
+                    this: e.next,
+                    next: (e.next * 2).min(MAX),
+                };
+                entries.insert(key.to_string(), entry);
+                entry.this
+            }
+            _ => {
+                entries.insert(
+                    key.to_string(),
+                    Entry {
+                        finished_at,
+                        this: Duration::ZERO,
+                        next: INITIAL,
+                    },
+                );
+                Duration::ZERO
+            }
         }
-        entry.0
     }
 
     /// Forgets everything about a pod.
@@ -55,8 +77,17 @@ mod tests {
     #[test]
     fn doubles_per_exit_and_caps() {
         let b = Backoff::default();
-        assert_eq!(b.delay_for("p/c", 0, S), INITIAL);
-        assert_eq!(b.delay_for("p/c", 0, S), INITIAL, "same exit, same delay");
+        assert_eq!(
+            b.delay_for("p/c", 0, S),
+            Duration::ZERO,
+            "the first exit restarts at once"
+        );
+        assert_eq!(b.delay_for("p/c", 2 * S, 3 * S), INITIAL);
+        assert_eq!(
+            b.delay_for("p/c", 2 * S, 3 * S),
+            INITIAL,
+            "same exit, same delay"
+        );
         assert_eq!(b.delay_for("p/c", 20 * S, 21 * S), Duration::from_secs(20));
         let mut t = 100 * S;
         for _ in 0..10 {
@@ -71,8 +102,9 @@ mod tests {
         let b = Backoff::default();
         b.delay_for("p/c", 0, S);
         b.delay_for("p/c", 2 * S, 3 * S);
-        assert_eq!(b.delay_for("p/c", 10 * S, 700 * S), INITIAL);
+        assert_eq!(b.delay_for("p/c", 10 * S, 700 * S), Duration::ZERO);
+        assert_eq!(b.delay_for("p/c", 701 * S, 702 * S), INITIAL);
         b.forget_pod("p");
-        assert_eq!(b.delay_for("p/c", 0, 1000 * S), INITIAL);
+        assert_eq!(b.delay_for("p/c", 0, 1000 * S), Duration::ZERO);
     }
 }

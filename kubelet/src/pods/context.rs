@@ -11,14 +11,14 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::Store;
 
 use super::backoff::Backoff;
-use crate::container::resources::NodeResources;
-use crate::images::ImageManager;
-use crate::prober::ProbeManager;
-use crate::volumes::VolumeContext;
 use super::status_manager::StatusManager;
 use crate::config::Dirs;
+use crate::container::resources::NodeResources;
 use crate::events::Recorder;
+use crate::images::ImageManager;
+use crate::prober::ProbeManager;
 use crate::runtime::Runtime;
+use crate::volumes::VolumeContext;
 
 /// Node-wide settings the pods are run with.
 #[derive(Debug, Clone)]

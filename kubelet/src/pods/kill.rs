@@ -39,10 +39,22 @@ pub async fn stop_container(
         .is_some_and(|ics| ics.iter().any(|c| c.name == spec.name));
     shared
         .events
-        .record(&events::container_ref(pod, &spec.name, init), Kind::Normal, "Killing", why)
+        .record(
+            &events::container_ref(pod, &spec.name, init),
+            Kind::Normal,
+            "Killing",
+            why,
+        )
         .await;
     let begun = Instant::now();
-    assemble::pre_stop(shared, pod, spec, status, Duration::from_secs(u64::try_from(grace.max(0)).unwrap_or(0))).await;
+    assemble::pre_stop(
+        shared,
+        pod,
+        spec,
+        status,
+        Duration::from_secs(u64::try_from(grace.max(0)).unwrap_or(0)),
+    )
+    .await;
     let left = grace - i64::try_from(begun.elapsed().as_secs()).unwrap_or(0);
     let timeout = left.max(MIN_GRACE_SECONDS);
     if let Err(e) = shared
@@ -62,11 +74,20 @@ pub async fn stop_container(
 pub async fn stop_pod(shared: &Shared, pod: &Pod, rt: &PodRuntime, grace: Option<i64>) {
     let spec = pod.spec.clone().unwrap_or_default();
     let grace = grace.unwrap_or_else(|| grace_seconds(pod));
-    let running = |c: &Container| rt.latest(&c.name).filter(|s| runtime_state::is_running(s)).cloned();
+    let running = |c: &Container| {
+        rt.latest(&c.name)
+            .filter(|s| runtime_state::is_running(s))
+            .cloned()
+    };
     let regular: Vec<(Container, api::ContainerStatus)> = spec
         .containers
         .iter()
-        .chain(spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() != Some("Always")))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .filter(|c| c.restart_policy.as_deref() != Some("Always")),
+        )
         .filter_map(|c| running(c).map(|s| (c.clone(), s)))
         .collect();
     let reasons: Vec<String> = regular
@@ -89,10 +110,22 @@ pub async fn stop_pod(shared: &Shared, pod: &Pod, rt: &PodRuntime, grace: Option
         .filter_map(|c| running(c).map(|s| (c.clone(), s)))
         .collect();
     for (c, s) in &sidecars {
-        stop_container(shared, pod, c, s, &format!("Stopping container {}", c.name), Some(MIN_GRACE_SECONDS.max(grace / 2))).await;
+        stop_container(
+            shared,
+            pod,
+            c,
+            s,
+            &format!("Stopping container {}", c.name),
+            Some(MIN_GRACE_SECONDS.max(grace / 2)),
+        )
+        .await;
     }
     // Anything else still running (ephemeral containers, ones no longer in the spec).
-    for c in rt.containers.iter().filter(|c| runtime_state::is_running(c)) {
+    for c in rt
+        .containers
+        .iter()
+        .filter(|c| runtime_state::is_running(c))
+    {
         let _ = shared
             .runtime
             .stop_container(api::StopContainerRequest {

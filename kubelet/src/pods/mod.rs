@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod context;
 pub mod kill;
 pub mod labels;
+pub mod node_view;
 pub mod runtime_state;
 pub mod status_manager;
 pub mod sync;
@@ -103,7 +104,8 @@ impl PodManager {
     /// Follows the pods bound to this node until dropped.
     pub async fn run_source(self: Arc<Self>) {
         let api: Api<Pod> = Api::all(self.shared.client.clone());
-        let config = watcher::Config::default().fields(&format!("spec.nodeName={}", self.shared.node_name));
+        let config =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.shared.node_name));
         let mut events = std::pin::pin!(watcher(api, config).default_backoff());
         let mut relisting: HashSet<String> = HashSet::new();
         while let Some(ev) = events.next().await {
@@ -170,18 +172,28 @@ impl PodManager {
     /// Each pod's sandboxes and containers with their states.
     async fn relist(&self) -> Option<BTreeMap<String, Vec<(String, i32)>>> {
         let rt = &self.shared.runtime;
-        let sandboxes = rt.list_pod_sandbox(api::ListPodSandboxRequest::default()).await.ok()?;
-        let containers = rt.list_containers(api::ListContainersRequest::default()).await.ok()?;
+        let sandboxes = rt
+            .list_pod_sandbox(api::ListPodSandboxRequest::default())
+            .await
+            .ok()?;
+        let containers = rt
+            .list_containers(api::ListContainersRequest::default())
+            .await
+            .ok()?;
         let mut out: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
         let managed = |l: &HashMap<String, String>| l.contains_key(labels::KUBELET_MANAGED);
         for s in sandboxes.items.iter().filter(|s| managed(&s.labels)) {
             if let Some(uid) = s.labels.get(labels::POD_UID) {
-                out.entry(uid.clone()).or_default().push((s.id.clone(), s.state));
+                out.entry(uid.clone())
+                    .or_default()
+                    .push((s.id.clone(), s.state));
             }
         }
         for c in containers.containers.iter().filter(|c| managed(&c.labels)) {
             if let Some(uid) = c.labels.get(labels::POD_UID) {
-                out.entry(uid.clone()).or_default().push((c.id.clone(), c.state));
+                out.entry(uid.clone())
+                    .or_default()
+                    .push((c.id.clone(), c.state));
             }
         }
         for v in out.values_mut() {
@@ -195,8 +207,15 @@ impl PodManager {
         let Ok(rt) = runtime_state::read(self.shared.runtime.as_ref(), uid).await else {
             return;
         };
-        tracing::info!(pod_uid = uid, "removing containers of a pod this node no longer has");
-        for c in rt.containers.iter().filter(|c| runtime_state::is_running(c)) {
+        tracing::info!(
+            pod_uid = uid,
+            "removing containers of a pod this node no longer has"
+        );
+        for c in rt
+            .containers
+            .iter()
+            .filter(|c| runtime_state::is_running(c))
+        {
             let _ = self
                 .shared
                 .runtime

@@ -38,8 +38,13 @@ impl PodRuntime {
     }
 
     /// The containers named `name`, newest first.
-    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a api::ContainerStatus> + 'a {
-        self.containers.iter().filter(move |c| container_name(c) == name)
+    pub fn named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a api::ContainerStatus> + 'a {
+        self.containers
+            .iter()
+            .filter(move |c| container_name(c) == name)
     }
 
     /// The newest container named `name`.
@@ -74,13 +79,18 @@ pub fn restart_count(c: &api::ContainerStatus) -> i32 {
     c.annotations
         .get(labels::CONTAINER_RESTART_COUNT)
         .and_then(|v| v.parse().ok())
-        .or_else(|| c.metadata.as_ref().and_then(|m| i32::try_from(m.attempt).ok()))
+        .or_else(|| {
+            c.metadata
+                .as_ref()
+                .and_then(|m| i32::try_from(m.attempt).ok())
+        })
         .unwrap_or(0)
 }
 
 /// Reads the pod's sandboxes and containers from the runtime.
 pub async fn read(runtime: &dyn Runtime, pod_uid: &str) -> Result<PodRuntime, Status> {
-    let by_uid: HashMap<String, String> = [(labels::POD_UID.to_string(), pod_uid.to_string())].into();
+    let by_uid: HashMap<String, String> =
+        [(labels::POD_UID.to_string(), pod_uid.to_string())].into();
     let sandboxes = runtime
         .list_pod_sandbox(api::ListPodSandboxRequest {
             filter: Some(api::PodSandboxFilter {
@@ -105,7 +115,8 @@ pub async fn read(runtime: &dyn Runtime, pod_uid: &str) -> Result<PodRuntime, St
             Err(e) => return Err(e),
         }
     }
-    out.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sandboxes
+        .sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let containers = runtime
         .list_containers(api::ListContainersRequest {
             filter: Some(api::ContainerFilter {
@@ -128,6 +139,7 @@ pub async fn read(runtime: &dyn Runtime, pod_uid: &str) -> Result<PodRuntime, St
             Err(e) => return Err(e),
         }
     }
-    out.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.containers
+        .sort_by_key(|c| std::cmp::Reverse(c.created_at));
     Ok(out)
 }

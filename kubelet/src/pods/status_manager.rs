@@ -90,7 +90,14 @@ impl StatusManager {
                 .lock()
                 .iter()
                 .filter(|(_, e)| e.posted.as_ref() != Some(&e.status))
-                .map(|(uid, e)| (uid.clone(), e.namespace.clone(), e.name.clone(), e.status.clone()))
+                .map(|(uid, e)| {
+                    (
+                        uid.clone(),
+                        e.namespace.clone(),
+                        e.name.clone(),
+                        e.status.clone(),
+                    )
+                })
                 .collect();
             let this = &self;
             futures::stream::iter(batch)

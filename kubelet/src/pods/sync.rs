@@ -9,13 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::api_status::{self, Terminal, Waiting};
-use super::assemble::{self, Prepared};
-
-/// A ready sandbox: its id and the config it was made with.
-struct Sandbox {
-    id: String,
-    config: api::PodSandboxConfig,
-}
+use super::assemble::{self, Prepared, Sandbox};
 use super::context::Shared;
 use super::kill;
 use super::runtime_state::{self, PodRuntime};
@@ -66,8 +60,12 @@ fn is_sidecar(c: &Container) -> bool {
 fn until_deadline(pod: &Pod) -> Option<Duration> {
     let deadline = pod.spec.as_ref()?.active_deadline_seconds?;
     let start = pod.status.as_ref()?.start_time.as_ref()?.0;
-    let active = k8s_openapi::jiff::Timestamp::now().duration_since(start).as_secs();
-    Some(Duration::from_secs(u64::try_from(deadline - active).unwrap_or(0)))
+    let active = k8s_openapi::jiff::Timestamp::now()
+        .duration_since(start)
+        .as_secs();
+    Some(Duration::from_secs(
+        u64::try_from(deadline - active).unwrap_or(0),
+    ))
 }
 
 /// Syncs a pod that should be running. Returns what the status should say beyond the
@@ -87,7 +85,12 @@ pub async fn sync(shared: &Shared, pod: &Pod) -> Outcome {
         let message = "Pod was active on the node longer than the specified deadline";
         shared
             .events
-            .record(&events::pod_ref(pod), Kind::Normal, "DeadlineExceeded", message)
+            .record(
+                &events::pod_ref(pod),
+                Kind::Normal,
+                "DeadlineExceeded",
+                message,
+            )
             .await;
         kill::stop_pod(shared, pod, &rt, None).await;
         out.terminal = Some(Terminal {
@@ -139,7 +142,8 @@ async fn act(shared: &Shared, pod: &Pod, rt: &PodRuntime, out: &mut Outcome) {
                     continue;
                 }
                 _ => {
-                    if !start_or_back_off(shared, pod, c, true, &rt, &sandbox, &prepared, out).await {
+                    if !start_or_back_off(shared, pod, c, true, &rt, &sandbox, &prepared, out).await
+                    {
                         return;
                     }
                     // A sidecar must have started before the next init container runs.
@@ -318,7 +322,10 @@ async fn start_or_back_off(
                     &events::container_ref(pod, &c.name, init),
                     Kind::Warning,
                     "BackOff",
-                    &format!("Back-off restarting failed container {} in pod {pod_desc}", c.name),
+                    &format!(
+                        "Back-off restarting failed container {} in pod {pod_desc}",
+                        c.name
+                    ),
                 )
                 .await;
             out.wake(delay - elapsed);
@@ -326,17 +333,7 @@ async fn start_or_back_off(
         }
     }
     let restart_count = previous.map_or(0, |p| runtime_state::restart_count(p) + 1);
-    match assemble::start_container(
-        shared,
-        pod,
-        c,
-        init,
-        restart_count,
-        &sandbox.id,
-        &sandbox.config,
-        prepared,
-    )
-    .await {
+    match assemble::start_container(shared, pod, c, init, restart_count, sandbox, prepared).await {
         Ok(()) => true,
         Err(e) => {
             out.wait(&c.name, &e.reason, e.message.clone());
@@ -383,7 +380,9 @@ pub async fn report(shared: &Shared, pod: &Pod, outcome: &Outcome) {
         started: &started,
         terminal: outcome.terminal.as_ref(),
         qos_class: qos,
-        now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+        now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ),
     });
     shared.status.set(pod, status);
 }

@@ -25,7 +25,11 @@ fn is_terminal(phase: Option<&str>) -> bool {
 }
 
 /// Runs until the pod is gone from the API and from the node.
-pub async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Arc<Pod>>>, poke: Arc<Notify>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut rx: watch::Receiver<Option<Arc<Pod>>>,
+    poke: Arc<Notify>,
+) {
     let mut last: Option<Arc<Pod>> = None;
     loop {
         let current = rx.borrow_and_update().clone();
@@ -100,7 +104,9 @@ async fn terminate(shared: &Shared, pod: &Pod) {
     // container exited 0.
     let all_succeeded = !after.containers.is_empty()
         && pod.spec.iter().flat_map(|s| &s.containers).all(|c| {
-            after.latest(&c.name).is_some_and(|s| runtime_state::is_exited(s) && s.exit_code == 0)
+            after
+                .latest(&c.name)
+                .is_some_and(|s| runtime_state::is_exited(s) && s.exit_code == 0)
         });
     let outcome = Outcome {
         terminal: Some(Terminal {
@@ -129,7 +135,9 @@ async fn remove(shared: &Shared, pod: &Pod) {
     if rt.any_running() || rt.ready_sandbox().is_some() {
         kill::stop_pod(shared, pod, &rt, None).await;
     }
-    let after = runtime_state::read(shared.runtime.as_ref(), &uid).await.unwrap_or(rt);
+    let after = runtime_state::read(shared.runtime.as_ref(), &uid)
+        .await
+        .unwrap_or(rt);
     cleanup(shared, pod, &after).await;
     shared.status.forget(&uid);
 }

@@ -933,3 +933,24 @@ async fn stopping_liveness_keeps_readiness() {
     m.cleanup_pods(&keep);
     assert!(!m.ready("uid-1", "app"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_manager_stops_its_workers() {
+    let script = Script::default();
+    let (m, _rx) = manager(script.runtime());
+    let c = probed("app", |c| {
+        c.liveness_probe = Some(Probe {
+            period_seconds: Some(1),
+            ..exec_probe("live")
+        })
+    });
+    m.add_pod(&pod(vec![c]));
+    m.update_container("uid-1", "app", "c1", running());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(m);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let runs = script.runs_of("live").len();
+    assert!(runs >= 3);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(script.runs_of("live").len(), runs);
+}

@@ -1,7 +1,7 @@
 //! One probe of one container: upstream's probe worker loop.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
@@ -18,7 +18,8 @@ const DEFAULT_FAILURE_THRESHOLD: i32 = 3;
 const DEFAULT_SUCCESS_THRESHOLD: i32 = 1;
 
 pub(super) struct Worker {
-    inner: Arc<Inner>,
+    /// Weak, so that dropping the manager drops its worker handles and so stops the workers.
+    inner: Weak<Inner>,
     key: WorkerKey,
     serial: u64,
     pod: Arc<Pod>,
@@ -53,7 +54,7 @@ impl Worker {
         spec: Probe,
     ) -> Worker {
         Worker {
-            inner,
+            inner: Arc::downgrade(&inner),
             key,
             serial,
             pod,
@@ -77,9 +78,16 @@ impl Worker {
         mut trigger: mpsc::Receiver<()>,
     ) {
         let period = self.period();
+        let Some(jitter) = self
+            .inner
+            .upgrade()
+            .map(|i| i.options.start_jitter && period > i.started.elapsed())
+        else {
+            return;
+        };
         // Workers started together after a kubelet restart would all probe at once; upstream
         // spreads their first probes over a period.
-        if self.inner.options.start_jitter && period > self.inner.started.elapsed() {
+        if jitter {
             let fraction = random_fraction();
             tokio::select! {
                 _ = &mut stop => return self.finish(),
@@ -91,9 +99,13 @@ impl Worker {
         loop {
             // A trigger that came before this run is answered by it.
             while trigger.try_recv().is_ok() {}
-            if !self.probe_once().await {
+            let Some(inner) = self.inner.upgrade() else {
+                return;
+            };
+            if !self.probe_once(&inner).await {
                 break;
             }
+            drop(inner);
             tokio::select! {
                 _ = &mut stop => break,
                 _ = ticker.tick() => {}
@@ -105,7 +117,10 @@ impl Worker {
 
     /// The worker's results go with it, unless a new worker for the same probe has taken over.
     fn finish(&self) {
-        let mut state = self.inner.lock();
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let mut state = inner.lock();
         let replaced = state
             .workers
             .get(&self.key)
@@ -121,8 +136,8 @@ impl Worker {
         }
     }
 
-    fn snapshot(&self) -> Option<Snapshot> {
-        let state = self.inner.lock();
+    fn snapshot(&self, inner: &Inner) -> Option<Snapshot> {
+        let state = inner.lock();
         let pod = state.pods.get(&self.key.pod_uid)?;
         let c = pod.containers.get(&self.key.container)?;
         Some(Snapshot {
@@ -134,16 +149,15 @@ impl Worker {
         })
     }
 
-    fn set(&self, result: ProbeResult, message: Option<String>) {
-        let mut state = self.inner.lock();
-        self.inner
-            .set_result(&mut state, &self.key, &self.container_id, result, message);
+    fn set(&self, inner: &Inner, result: ProbeResult, message: Option<String>) {
+        let mut state = inner.lock();
+        inner.set_result(&mut state, &self.key, &self.container_id, result, message);
     }
 
     /// Upstream's `doProbe`: probes once and records the result; false when the worker should
     /// stop.
-    async fn probe_once(&mut self) -> bool {
-        let Some(snap) = self.snapshot() else {
+    async fn probe_once(&mut self, inner: &Inner) -> bool {
+        let Some(snap) = self.snapshot(inner) else {
             // Not created yet, or already gone: wait to hear more.
             return true;
         };
@@ -152,27 +166,27 @@ impl Worker {
         }
         if snap.id != self.container_id {
             if !self.container_id.is_empty() {
-                let mut state = self.inner.lock();
+                let mut state = inner.lock();
                 state
                     .results
                     .remove(&(self.key.kind, self.container_id.clone()));
             }
             self.container_id = snap.id.clone();
-            self.set(self.key.kind.initial(), None);
+            self.set(inner, self.key.kind.initial(), None);
             self.on_hold = false;
         }
         if self.on_hold {
             return true;
         }
         let RunState::Running { .. } = snap.run else {
-            self.set(ProbeResult::Failure, None);
+            self.set(inner, ProbeResult::Failure, None);
             // Keep watching a container that will be started again.
             return snap.run != RunState::Terminated || self.will_restart();
         };
         let deleting = self.pod.metadata.deletion_timestamp.is_some();
         if deleting && matches!(self.key.kind, ProbeKind::Liveness | ProbeKind::Startup) {
             // A quiet shutdown: nothing more to restart.
-            self.set(ProbeResult::Success, None);
+            self.set(inner, ProbeResult::Success, None);
             return false;
         }
         let delay = self.spec.initial_delay_seconds.unwrap_or(0);
@@ -190,7 +204,7 @@ impl Worker {
         }
 
         let target = Target {
-            runtime: self.inner.runtime.as_ref(),
+            runtime: inner.runtime.as_ref(),
             pod: &self.pod,
             container: &self.container,
             container_id: strip_runtime_prefix(&self.container_id),
@@ -198,7 +212,7 @@ impl Worker {
         };
         let verdict = run::probe(self.key.kind, &self.spec, &target).await;
         if let Some((reason, message)) = &verdict.event {
-            let _ = self.inner.notices.send(ProbeNotice::Event(ProbeEvent {
+            let _ = inner.notices.send(ProbeNotice::Event(ProbeEvent {
                 pod_uid: self.key.pod_uid.clone(),
                 container_name: self.key.container.clone(),
                 container_id: self.container_id.clone(),
@@ -225,7 +239,7 @@ impl Worker {
         {
             return true;
         }
-        self.set(result, verdict.event.map(|(_, m)| m));
+        self.set(inner, result, verdict.event.map(|(_, m)| m));
         if result == ProbeResult::Failure
             && matches!(self.key.kind, ProbeKind::Liveness | ProbeKind::Startup)
         {

@@ -143,7 +143,8 @@ impl Runtime for HollowRuntime {
         }
         let finished = now_nanos();
         for (sandbox, c) in st.containers.values_mut() {
-            if *sandbox == req.pod_sandbox_id && c.state == api::ContainerState::ContainerRunning as i32
+            if *sandbox == req.pod_sandbox_id
+                && c.state == api::ContainerState::ContainerRunning as i32
             {
                 c.state = api::ContainerState::ContainerExited as i32;
                 c.finished_at = finished;
@@ -174,7 +175,9 @@ impl Runtime for HollowRuntime {
             .sandboxes
             .get(&req.pod_sandbox_id)
             .cloned()
-            .ok_or_else(|| Status::not_found(format!("sandbox {} not found", req.pod_sandbox_id)))?;
+            .ok_or_else(|| {
+                Status::not_found(format!("sandbox {} not found", req.pod_sandbox_id))
+            })?;
         Ok(api::PodSandboxStatusResponse {
             status: Some(status),
             ..Default::default()
@@ -248,10 +251,9 @@ impl Runtime for HollowRuntime {
         req: api::StartContainerRequest,
     ) -> Result<api::StartContainerResponse, Status> {
         let mut st = self.lock();
-        let (_, c) = st
-            .containers
-            .get_mut(&req.container_id)
-            .ok_or_else(|| Status::not_found(format!("container {} not found", req.container_id)))?;
+        let (_, c) = st.containers.get_mut(&req.container_id).ok_or_else(|| {
+            Status::not_found(format!("container {} not found", req.container_id))
+        })?;
         if c.state != api::ContainerState::ContainerCreated as i32 {
             return Err(Status::failed_precondition(format!(
                 "container {} is not in created state",
@@ -322,10 +324,9 @@ impl Runtime for HollowRuntime {
         req: api::ContainerStatusRequest,
     ) -> Result<api::ContainerStatusResponse, Status> {
         let st = self.lock();
-        let (_, c) = st
-            .containers
-            .get(&req.container_id)
-            .ok_or_else(|| Status::not_found(format!("container {} not found", req.container_id)))?;
+        let (_, c) = st.containers.get(&req.container_id).ok_or_else(|| {
+            Status::not_found(format!("container {} not found", req.container_id))
+        })?;
         Ok(api::ContainerStatusResponse {
             status: Some(c.clone()),
             ..Default::default()
@@ -394,7 +395,10 @@ impl Runtime for HollowRuntime {
         Ok(api::ListPodSandboxStatsResponse::default())
     }
 
-    async fn list_images(&self, _: api::ListImagesRequest) -> Result<api::ListImagesResponse, Status> {
+    async fn list_images(
+        &self,
+        _: api::ListImagesRequest,
+    ) -> Result<api::ListImagesResponse, Status> {
         Ok(api::ListImagesResponse::default())
     }
 
@@ -413,7 +417,10 @@ impl Runtime for HollowRuntime {
         })
     }
 
-    async fn pull_image(&self, req: api::PullImageRequest) -> Result<api::PullImageResponse, Status> {
+    async fn pull_image(
+        &self,
+        req: api::PullImageRequest,
+    ) -> Result<api::PullImageResponse, Status> {
         let name = req.image.map(|i| i.image).unwrap_or_default();
         Ok(api::PullImageResponse {
             image_ref: format!("hollow/{name}"),

@@ -1,6 +1,8 @@
 //! Kubelet integration tests: one binary, one module per area.
 
 mod cri;
+mod hollow;
 mod pods;
 mod pull;
 mod support;
+mod volumes;

@@ -27,16 +27,26 @@ async fn pod_runs_reports_status_and_goes_on_delete() {
         )
         .await;
     let running = n
-        .wait_pod("default", "hello", "Running and Ready", |p| phase(p) == "Running" && ready(p))
+        .wait_pod("default", "hello", "Running and Ready", |p| {
+            phase(p) == "Running" && ready(p)
+        })
         .await;
     let st = running.status.clone().unwrap();
     let ip = st.pod_ip.clone().expect("pod ip");
     let prefix = n.containerd.pod_cidr.rsplit_once('.').unwrap().0;
-    assert!(ip.starts_with(prefix), "pod ip {ip} in {}", n.containerd.pod_cidr);
+    assert!(
+        ip.starts_with(prefix),
+        "pod ip {ip} in {}",
+        n.containerd.pod_cidr
+    );
     assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(st.qos_class.as_deref(), Some("BestEffort"));
     let cs = &st.container_statuses.unwrap()[0];
-    assert!(cs.container_id.as_deref().unwrap().starts_with("containerd://"));
+    assert!(cs
+        .container_id
+        .as_deref()
+        .unwrap()
+        .starts_with("containerd://"));
     assert_eq!(cs.restart_count, 0);
     assert_eq!(cs.started, Some(true));
     let conditions: Vec<String> = st
@@ -45,7 +55,12 @@ async fn pod_runs_reports_status_and_goes_on_delete() {
         .iter()
         .map(|c| format!("{}={}", c.type_, c.status))
         .collect();
-    for want in ["PodReadyToStartContainers=True", "Initialized=True", "ContainersReady=True", "Ready=True"] {
+    for want in [
+        "PodReadyToStartContainers=True",
+        "Initialized=True",
+        "ContainersReady=True",
+        "Ready=True",
+    ] {
         assert!(conditions.contains(&want.to_string()), "{conditions:?}");
     }
 
@@ -59,8 +74,196 @@ async fn pod_runs_reports_status_and_goes_on_delete() {
         .join("main/0.log");
     let text = std::fs::read_to_string(&log).expect("log file");
     assert!(text.contains("stdout F hello from hello"), "{text}");
+    // And the same through the apiserver and the kubelet's server, with the real kubectl.
+    let out = n.server.kubectl(&["logs", "hello"]).await.expect_ok("logs");
+    assert_eq!(out, "hello from hello\n");
+    let out = n
+        .server
+        .kubectl(&["logs", "hello", "--timestamps"])
+        .await
+        .expect_ok("logs --timestamps");
+    assert!(out.ends_with("Z hello from hello\n"), "{out}");
 
-    n.pods("default").delete("hello", &Default::default()).await.expect("delete");
+    n.pods("default")
+        .delete("hello", &Default::default())
+        .await
+        .expect("delete");
     n.wait_gone("default", "hello").await;
-    assert!(n.containerd.task_ids().is_empty(), "containers left: {:?}", n.containerd.task_ids());
+    assert!(
+        n.containerd.task_ids().is_empty(),
+        "containers left: {:?}",
+        n.containerd.task_ids()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_liveness_probe_restarts_the_container() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "live"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "main",
+                    "image": BUSYBOX,
+                    "command": ["sh", "-c", "echo run $(cat /proc/uptime); touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600"],
+                    "livenessProbe": {
+                        "exec": {"command": ["cat", "/tmp/healthy"]},
+                        "periodSeconds": 1,
+                        "failureThreshold": 1,
+                    },
+                }],
+            },
+        }),
+    )
+    .await;
+    let restarted = n
+        .wait_pod("default", "live", "a restart", |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs[0].restart_count >= 1)
+        })
+        .await;
+    let cs = &restarted.status.unwrap().container_statuses.unwrap()[0];
+    let last = cs
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .expect("last state terminated");
+    assert_eq!(
+        last.exit_code, 137,
+        "killed after the grace period: {last:?}"
+    );
+    // Each run printed its own uptime; --previous shows the first run's line.
+    let previous = n
+        .server
+        .kubectl(&["logs", "live", "--previous"])
+        .await
+        .expect_ok("logs --previous");
+    let current = n.server.kubectl(&["logs", "live"]).await.expect_ok("logs");
+    assert!(previous.starts_with("run "), "{previous}");
+    assert!(current.starts_with("run "), "{current}");
+    assert_ne!(previous, current);
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(n.client.clone(), "default");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason.zip(e.message).map(|(r, m)| format!("{r}: {m}")))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("Unhealthy: Liveness probe failed")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "Killing: Container main failed liveness probe, will be restarted"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_runs_pre_stop_and_frees_the_pod_ip() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    let shared = tempfile::tempdir().unwrap();
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "bye"},
+            "spec": {
+                "terminationGracePeriodSeconds": 5,
+                "volumes": [{"name": "out", "hostPath": {"path": shared.path(), "type": "Directory"}}],
+                "containers": [{
+                    "name": "main",
+                    "image": BUSYBOX,
+                    "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                    "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                    "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo goodbye > /out/prestop"]}}},
+                }],
+            },
+        }),
+    )
+    .await;
+    let running = n
+        .wait_pod("default", "bye", "Running", |p| {
+            phase(p) == "Running" && ready(p)
+        })
+        .await;
+    let ip = running.status.unwrap().pod_ip.unwrap();
+    let lease = n.root.path().join("cni").join("ferrokube").join(&ip);
+    assert!(
+        lease.exists(),
+        "host-local lease {} while running",
+        lease.display()
+    );
+    n.pods("default")
+        .delete("bye", &Default::default())
+        .await
+        .expect("delete");
+    n.wait_gone("default", "bye").await;
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("prestop"))
+            .expect("preStop ran")
+            .trim(),
+        "goodbye"
+    );
+    assert!(!lease.exists(), "the pod IP {ip} is still leased");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_map_updates_reach_a_mounted_volume() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(n.client.clone(), "default");
+    let cm =
+        serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"greeting": "one"}}))
+            .unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "reader"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}],
+                "containers": [{
+                    "name": "main",
+                    "image": BUSYBOX,
+                    "command": ["sh", "-c", "exec sleep 3600"],
+                    "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}],
+                    "readinessProbe": {
+                        "exec": {"command": ["grep", "-q", "two", "/etc/cfg/greeting"]},
+                        "periodSeconds": 1,
+                    },
+                }],
+            },
+        }),
+    )
+    .await;
+    n.wait_pod("default", "reader", "Running, not ready", |p| {
+        phase(p) == "Running" && !ready(p)
+    })
+    .await;
+    cms.patch(
+        "cfg",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"data": {"greeting": "two"}})),
+    )
+    .await
+    .unwrap();
+    // The file inside the running container changes; its readiness probe sees it.
+    n.wait_pod("default", "reader", "Ready after the update", ready)
+        .await;
 }

@@ -41,6 +41,30 @@ pub async fn node() -> Node {
         ..Default::default()
     };
     config.port = 0;
+    config.address = "127.0.0.1".into();
+    // The kubelet trusts the cluster CA; the apiserver reaches it with a certificate from it.
+    let pki = server.path("pki");
+    config.authentication.x509.client_ca_file = pki.join("ca.crt").display().to_string();
+    let issuer = kube_apiserver::pki::load_issuer(&pki).expect("issuer");
+    let (cert, key) = kube_apiserver::pki::client_cert(
+        &issuer,
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    )
+    .expect("kubelet client cert");
+    std::fs::write(pki.join("kubelet-client.crt"), cert).expect("write cert");
+    std::fs::write(pki.join("kubelet-client.key"), key).expect("write key");
+    server
+        .app
+        .kubelet
+        .configure(&kube_apiserver::proxy::KubeletClientConfig {
+            client_certificate: Some(pki.join("kubelet-client.crt")),
+            client_key: Some(pki.join("kubelet-client.key")),
+            // As kubeadm sets it: node names need not resolve.
+            preferred_address_types: vec!["InternalIP".into(), "Hostname".into()],
+            ..Default::default()
+        })
+        .expect("kubelet client config");
     let (services, services_task) = agent::services(client.clone());
     let name = "node-1".to_string();
     let running = agent::start(
@@ -58,6 +82,7 @@ pub async fn node() -> Node {
             pleg_period: Duration::from_millis(200),
             machine: None,
             services,
+            serve: true,
         },
     )
     .await
@@ -89,14 +114,23 @@ impl Node {
     }
 
     /// Waits until `cond` holds for the pod.
-    pub async fn wait_pod(&self, ns: &str, name: &str, what: &str, cond: impl Fn(&Pod) -> bool) -> Pod {
+    pub async fn wait_pod(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Pod) -> bool,
+    ) -> Pod {
         let cond = move |p: Option<&Pod>| p.is_some_and(&cond);
         match tokio::time::timeout(GUARD, await_condition(self.pods(ns), name, cond)).await {
             Ok(Ok(Some(p))) => p,
             Ok(other) => panic!("waiting for {what}: {other:?}"),
             Err(_) => {
                 let now = self.pods(ns).get_opt(name).await.ok().flatten();
-                panic!("timed out waiting for {what}; pod now: {:#?}", now.map(|p| p.status));
+                panic!(
+                    "timed out waiting for {what}; pod now: {:#?}",
+                    now.map(|p| p.status)
+                );
             }
         }
     }
@@ -116,12 +150,17 @@ impl Node {
                 events.next().await;
             }
         };
-        tokio::time::timeout(GUARD, gone).await.expect("pod deletion");
+        tokio::time::timeout(GUARD, gone)
+            .await
+            .expect("pod deletion");
     }
 }
 
 pub fn phase(p: &Pod) -> &str {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 pub fn ready(p: &Pod) -> bool {

@@ -45,7 +45,9 @@ pub struct Inputs<'a> {
 }
 
 fn time_from_nanos(n: i64) -> Option<Time> {
-    (n > 0).then(|| Time(k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(n)).unwrap_or_default()))
+    (n > 0).then(|| {
+        Time(k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(n)).unwrap_or_default())
+    })
 }
 
 fn is_sidecar(c: &Container) -> bool {
@@ -56,7 +58,12 @@ fn terminated(c: &api::ContainerStatus, runtime_name: &str) -> ContainerStateTer
     ContainerStateTerminated {
         exit_code: c.exit_code,
         reason: Some(if c.reason.is_empty() {
-            if c.exit_code == 0 { "Completed" } else { "Error" }.to_string()
+            if c.exit_code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            }
+            .to_string()
         } else {
             c.reason.clone()
         }),
@@ -157,7 +164,11 @@ fn container_status(spec: &Container, inputs: &Inputs<'_>, init: bool) -> Contai
                     return status;
                 }
             }
-            let default_reason = if init { "PodInitializing" } else { "ContainerCreating" };
+            let default_reason = if init {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
             status.state = Some(waiting_state(waiting.unwrap_or(&Waiting {
                 reason: default_reason.into(),
                 message: String::new(),
@@ -334,7 +345,11 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
     }
     // A pod that already finished never goes back.
     if matches!(old.phase.as_deref(), Some("Succeeded") | Some("Failed")) {
-        phase = if old.phase.as_deref() == Some("Succeeded") { "Succeeded" } else { "Failed" };
+        phase = if old.phase.as_deref() == Some("Succeeded") {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
         reason = reason.or(old.reason.clone());
         message = message.or(old.message.clone());
     }
@@ -359,11 +374,21 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
     } else if unready.is_empty() {
         (None, None)
     } else {
-        (Some("ContainersNotReady"), Some(unready_message("unready", &unready)))
+        (
+            Some("ContainersNotReady"),
+            Some(unready_message("unready", &unready)),
+        )
     };
     let gates_message = readiness_gates_problem(pod);
     let mut conditions = vec![
-        condition(pod, "PodReadyToStartContainers", sandbox_ready && !terminal, None, None, now),
+        condition(
+            pod,
+            "PodReadyToStartContainers",
+            sandbox_ready && !terminal,
+            None,
+            None,
+            now,
+        ),
         if not_initialized.is_empty() {
             condition(pod, "Initialized", true, None, None, now)
         } else {
@@ -376,14 +401,40 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
                 now,
             )
         },
-        condition(pod, "ContainersReady", containers_ready, ready_reason, ready_message.clone(), now),
+        condition(
+            pod,
+            "ContainersReady",
+            containers_ready,
+            ready_reason,
+            ready_message.clone(),
+            now,
+        ),
         match (&gates_message, containers_ready) {
-            (Some(m), true) => condition(pod, "Ready", false, Some("ReadinessGatesNotReady"), Some(m.clone()), now),
-            _ => condition(pod, "Ready", containers_ready, ready_reason, ready_message, now),
+            (Some(m), true) => condition(
+                pod,
+                "Ready",
+                false,
+                Some("ReadinessGatesNotReady"),
+                Some(m.clone()),
+                now,
+            ),
+            _ => condition(
+                pod,
+                "Ready",
+                containers_ready,
+                ready_reason,
+                ready_message,
+                now,
+            ),
         },
     ];
     // Conditions other writers own (PodScheduled, DisruptionTarget, readiness gates) stay.
-    let ours = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
+    let ours = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+    ];
     for c in old.conditions.clone().unwrap_or_default() {
         if !ours.contains(&c.type_.as_str()) {
             conditions.push(c);
@@ -407,7 +458,13 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
     };
     if pod_ips.is_empty() && !terminal {
         // Keep the old addresses while the sandbox is being replaced, as upstream does.
-        pod_ips = old.pod_ips.clone().unwrap_or_default().into_iter().map(|p| p.ip).collect();
+        pod_ips = old
+            .pod_ips
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.ip)
+            .collect();
     }
     PodStatus {
         phase: Some(phase.to_string()),
@@ -415,10 +472,16 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
         message,
         conditions: Some(conditions),
         host_ip: inputs.host_ips.first().cloned(),
-        host_ips: (!inputs.host_ips.is_empty())
-            .then(|| inputs.host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect()),
+        host_ips: (!inputs.host_ips.is_empty()).then(|| {
+            inputs
+                .host_ips
+                .iter()
+                .map(|ip| HostIP { ip: ip.clone() })
+                .collect()
+        }),
         pod_ip: pod_ips.first().cloned(),
-        pod_ips: (!pod_ips.is_empty()).then(|| pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
+        pod_ips: (!pod_ips.is_empty())
+            .then(|| pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
         start_time: old.start_time.clone().or_else(|| Some(now.clone())),
         init_container_statuses: (!inits.is_empty()).then_some(inits),
         container_statuses: Some(containers),

@@ -1,0 +1,130 @@
+//! Hollow nodes: the real kubelet over the in-memory runtime, many in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrokube_testkit::TestServer;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kubelet::agent::{self, Network, NodeOptions};
+use kubelet::config::{Dirs, KubeletConfiguration};
+use kubelet::node::machine::Machine;
+use kubelet::runtime::hollow::HollowRuntime;
+use serde_json::json;
+
+use crate::support::{phase, ready, GUARD};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_nodes_run_pods() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let root = tempfile::tempdir().unwrap();
+    let (services, _task) = agent::services(client.clone());
+    let machine = Machine::read(root.path());
+    let mut nodes = Vec::new();
+    for i in 0..10 {
+        let node = agent::start(
+            client.clone(),
+            Arc::new(HollowRuntime::new(&format!("10.128.{i}.0/24"))),
+            NodeOptions {
+                name: format!("hollow-{i}"),
+                node_ip: Some(format!("192.0.2.{}", i + 1)),
+                config: KubeletConfiguration {
+                    node_status_update_frequency: Duration::from_secs(1),
+                    ..Default::default()
+                },
+                dirs: Dirs::new(&root.path().join(format!("n{i}"))),
+                network: Network::None,
+                pleg_period: Duration::from_millis(200),
+                machine: Some(machine.clone()),
+                services: services.clone(),
+                serve: false,
+            },
+        )
+        .await
+        .expect("hollow node");
+        nodes.push(node);
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..30 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("p{i}")},
+            "spec": {
+                "nodeName": format!("hollow-{}", i % 10),
+                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+            },
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create");
+    }
+    let all_running = async {
+        loop {
+            let list = pods.list(&ListParams::default()).await.expect("list");
+            if list.items.len() == 30
+                && list.items.iter().all(|p| phase(p) == "Running" && ready(p))
+            {
+                return list.items;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let running = tokio::time::timeout(GUARD, all_running)
+        .await
+        .expect("all pods Running");
+    assert!(running.iter().all(|p| p
+        .status
+        .as_ref()
+        .unwrap()
+        .pod_ip
+        .as_deref()
+        .unwrap()
+        .starts_with("10.128.")));
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    assert_eq!(
+        leases
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
+    let node_api: Api<Node> = Api::all(client.clone());
+    let all_ready = async {
+        loop {
+            let list = node_api
+                .list(&ListParams::default())
+                .await
+                .expect("list nodes");
+            let ready = |n: &Node| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            };
+            if list.items.len() == 10 && list.items.iter().all(ready) {
+                return list.items;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    for n in tokio::time::timeout(GUARD, all_ready)
+        .await
+        .expect("nodes Ready")
+    {
+        let st = n.status.unwrap();
+        assert!(st
+            .conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert_eq!(
+            st.node_info.unwrap().container_runtime_version,
+            format!("hollow://{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

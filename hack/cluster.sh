@@ -43,7 +43,7 @@ stop_containerd() {
   fi
   stop_pid "$home/containerd.pid"
   pkill -9 -f "containerd-shim.*-address $sock" 2>/dev/null || true
-  grep -o " $home/[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do
+  { grep -o " $home/[^ ]*" /proc/self/mountinfo 2>/dev/null || true; } | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   ip link del "$cni_bridge" 2>/dev/null || true
@@ -99,7 +99,7 @@ up() {
 
   mkdir -p "$home"
   if [ ! -f "$home/pki/admin.kubeconfig" ]; then
-    "$bin/kube-apiserver" pki --dir "$home/pki" --server "https://127.0.0.1:$port"
+    "$bin/kube-apiserver" pki --dir "$home/pki" --server "https://127.0.0.1:$port" --node "$node_name"
   fi
 
   local storage_flags=(--storage-backend embedded --data-dir "$home/data")
@@ -116,6 +116,9 @@ up() {
     --secure-port "$port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
     --tls-cert-file "$home/pki/apiserver.crt" --tls-private-key-file "$home/pki/apiserver.key" \
     --client-ca-file "$home/pki/ca.crt" \
+    --kubelet-client-certificate "$home/pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$home/pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname \
     "${storage_flags[@]}" >"$home/kube-apiserver.log" 2>&1 &
   echo $! >"$home/kube-apiserver.pid"
   wait_ready
@@ -177,8 +180,9 @@ EOF
   for archive in "$images/pause.tar" "$images/busybox.tar"; do
     ctr --address "$ctd/containerd.sock" -n k8s.io images import "$archive" >/dev/null
   done
-  "$bin/kubelet" \
-    --kubeconfig "$home/pki/kubelet.kubeconfig" \
+  NO_COLOR=1 "$bin/kubelet" \
+    --kubeconfig "$home/pki/kubelet-$node_name.kubeconfig" \
+    --client-ca-file "$home/pki/ca.crt" \
     --container-runtime-endpoint "unix://$ctd/containerd.sock" \
     --root-dir "$home/kubelet" --hostname-override "$node_name" --node-ip 127.0.0.1 \
     --port "${FERROKUBE_KUBELET_PORT:-10250}" \

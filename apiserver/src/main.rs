@@ -50,6 +50,9 @@ struct PkiFlags {
     service_cluster_ip_range: String,
     #[arg(long, default_value = "ferrokube")]
     cluster_name: String,
+    /// Nodes to write kubelet kubeconfigs for (repeat or comma-separate).
+    #[arg(long = "node", value_delimiter = ',')]
+    nodes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -289,6 +292,7 @@ fn main() -> Result<()> {
                 service_ip: IpAddr::V4(cidr.nth(1)),
                 server_url: p.server,
                 cluster_name: p.cluster_name,
+                nodes: p.nodes,
             })
         }
         None => runtime.block_on(serve(cli.serve)),

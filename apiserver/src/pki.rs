@@ -20,6 +20,9 @@ pub struct PkiOptions {
     /// The URL the admin kubeconfig points at.
     pub server_url: String,
     pub cluster_name: String,
+    /// Nodes to write a kubelet kubeconfig for (`kubelet-<node>.kubeconfig`, user
+    /// `system:node:<node>` in group `system:nodes`).
+    pub nodes: Vec<String>,
 }
 
 fn write(path: &Path, contents: &str, private: bool) -> Result<()> {
@@ -150,6 +153,31 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
         );
         write(&dir.join(file), &config, true)?;
     }
+    for node in &opts.nodes {
+        let user = format!("system:node:{node}");
+        let (cert, key) = client_cert(&issuer, &user, &["system:nodes"])?;
+        let config = kubeconfig(
+            &opts.cluster_name,
+            &opts.server_url,
+            &ca_cert.pem(),
+            &user,
+            &cert,
+            &key,
+        );
+        write(
+            &dir.join(format!("kubelet-{node}.kubeconfig")),
+            &config,
+            true,
+        )?;
+    }
+    // The apiserver's identity towards kubelets (kubeadm's apiserver-kubelet-client).
+    let (cert, key) = client_cert(
+        &issuer,
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    )?;
+    write(&dir.join("apiserver-kubelet-client.crt"), &cert, false)?;
+    write(&dir.join("apiserver-kubelet-client.key"), &key, true)?;
     Ok(())
 }
 

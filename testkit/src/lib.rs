@@ -117,6 +117,7 @@ impl TestServer {
             service_ip: "10.96.0.1".parse().unwrap(),
             server_url: url.clone(),
             cluster_name: "test".into(),
+            nodes: Vec::new(),
         })
         .expect("pki");
         let mut config = Config {

@@ -88,6 +88,7 @@ async fn sigkill_and_restart_lose_nothing_acknowledged() {
         service_ip: "10.96.0.1".parse().unwrap(),
         server_url: format!("https://127.0.0.1:{port}"),
         cluster_name: "restart".into(),
+        nodes: Vec::new(),
     })
     .unwrap();
 

@@ -106,6 +106,7 @@ pub async fn sandbox_config(
     shared: &Shared,
     pod: &Pod,
     attempt: u32,
+    creating: bool,
 ) -> Result<(api::PodSandboxConfig, String), String> {
     let qos = container::qos::pod_qos_class(pod);
     let cgroup_parent = resources::pod_cgroup_parent(
@@ -127,7 +128,8 @@ pub async fn sandbox_config(
         },
     )
     .map_err(|e| e.to_string())?;
-    for e in &built.events {
+    // The config is rebuilt on every sync; its warnings belong to the sandbox's creation.
+    for e in built.events.iter().filter(|_| creating) {
         shared
             .events
             .record(&events::pod_ref(pod), Kind::Warning, e.reason, &e.message)

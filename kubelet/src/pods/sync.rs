@@ -213,7 +213,7 @@ async fn ensure_sandbox(
     let attempt = u32::try_from(rt.sandboxes.len()).unwrap_or(0);
     if let Some(s) = rt.ready_sandbox() {
         let attempt = s.metadata.as_ref().map_or(0, |m| m.attempt);
-        return match assemble::sandbox_config(shared, pod, attempt).await {
+        return match assemble::sandbox_config(shared, pod, attempt, false).await {
             Ok((config, _)) => Some(Sandbox {
                 id: s.id.clone(),
                 config,
@@ -241,7 +241,7 @@ async fn ensure_sandbox(
             )
             .await;
     }
-    let (config, handler) = match assemble::sandbox_config(shared, pod, attempt).await {
+    let (config, handler) = match assemble::sandbox_config(shared, pod, attempt, true).await {
         Ok(c) => c,
         Err(e) => {
             shared

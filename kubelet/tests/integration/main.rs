@@ -2,6 +2,7 @@
 
 mod cri;
 mod hollow;
+mod node;
 mod pods;
 mod pull;
 mod support;

@@ -4,6 +4,7 @@
 #   hack/bench.sh apiserver     create/get/list/watch on both backends vs raw etcd put/range
 #   hack/bench.sh controllers   a Deployment 0 -> 5,000 ready replicas vs the same pods created directly
 #   hack/bench.sh scheduler     SchedulingBasic (5,000 nodes, 1,000 + 10,000 pods), anti-affinity, spread
+#   hack/bench.sh pods          pod startup latency on a real node vs CRI directly; hollow nodes per core
 #
 # The report is printed and recorded in BENCHMARKS.md under the benchmark's heading.
 set -euo pipefail
@@ -25,7 +26,12 @@ case $which in
     ensure_packages "${BUILD_PACKAGES[@]}"
     report=$(cargo bench -p kube-scheduler --bench scheduler)
     ;;
-  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  pods)
+    ensure_packages "${BUILD_PACKAGES[@]}" "${NODE_PACKAGES[@]}"
+    hack/images.sh >/dev/null
+    report=$(cargo bench -p kubelet --bench pods)
+    ;;
+  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 
 echo "$report"

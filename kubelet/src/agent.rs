@@ -189,6 +189,12 @@ pub async fn start(
     tasks.push(tokio::spawn(shared.status.clone().run()));
     tasks.push(tokio::spawn(pods.clone().run_source()));
     tasks.push(tokio::spawn(pods.clone().run_pleg(opts.pleg_period)));
+    if !cfg.static_pod_path.is_empty() {
+        tasks.push(tokio::spawn(pods.clone().run_static(
+            PathBuf::from(&cfg.static_pod_path),
+            cfg.file_check_frequency,
+        )));
+    }
     // Probe results wake the pod's worker; probe events (Unhealthy) are recorded.
     let notified = pods.clone();
     tasks.push(tokio::spawn(async move {
@@ -197,12 +203,7 @@ pub async fn start(
                 crate::prober::ProbeNotice::Result(r) => notified.poke(&r.pod_uid),
                 crate::prober::ProbeNotice::Event(e) => {
                     if let Some(pod) = notified.by_uid(&e.pod_uid) {
-                        let init = pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.init_containers.as_ref())
-                            .is_some_and(|ics| ics.iter().any(|c| c.name == e.container_name));
-                        let object = crate::events::container_ref(&pod, &e.container_name, init);
+                        let object = crate::events::container_ref(&pod, &e.container_name);
                         notified
                             .shared
                             .events

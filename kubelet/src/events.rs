@@ -23,10 +23,24 @@ pub struct Recorder {
     seen: Mutex<HashMap<String, (String, String, i32)>>,
 }
 
-/// Upstream's reference to one container of a pod.
-pub fn container_ref(pod: &Pod, container: &str, init: bool) -> ObjectReference {
+/// Upstream's reference to one container of a pod (`spec.containers{name}`, or the init or
+/// ephemeral container list it is in).
+pub fn container_ref(pod: &Pod, container: &str) -> ObjectReference {
     let mut r = pod_ref(pod);
-    let field = if init { "initContainers" } else { "containers" };
+    let spec = pod.spec.as_ref();
+    let field = if spec
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|l| l.iter().any(|c| c.name == container))
+    {
+        "initContainers"
+    } else if spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|l| l.iter().any(|c| c.name == container))
+    {
+        "ephemeralContainers"
+    } else {
+        "containers"
+    };
     r.field_path = Some(format!("spec.{field}{{{container}}}"));
     r
 }

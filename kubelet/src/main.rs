@@ -150,9 +150,6 @@ async fn main() -> anyhow::Result<()> {
     ferrokube_component::init_logging();
     let flags = Flags::parse();
     let cfg = flags.configuration()?;
-    if !cfg.static_pod_path.is_empty() {
-        anyhow::bail!("--pod-manifest-path (static pods) is not supported yet by this kubelet");
-    }
     let client = ferrokube_component::client(flags.kubeconfig.as_deref()).await?;
     let base_name = flags
         .hostname_override

@@ -87,7 +87,7 @@ fn request_host(req: &Req) -> String {
         .unwrap_or_default()
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, client: Option<SocketAddr>) {
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: Option<SocketAddr>) {
     let Some(addr) = client else {
         return;
     };
@@ -303,6 +303,24 @@ async fn upgrade(
     });
     let (parts, _) = resp.into_parts();
     Ok(Response::from_parts(parts, crate::http::full(Bytes::new())))
+}
+
+/// A backend's body, at most `limit` bytes of it; what could not be read is left out.
+pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            let room = limit.saturating_sub(out.len());
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// A backend's body passed on frame by frame. An error from the backend ends it: the

@@ -2,11 +2,22 @@
 //! kubelet), `nodes/proxy`, `pods/proxy` and `services/proxy` (any method, bodies streamed,
 //! upgrades joined after the 101), and `pods/exec`, `pods/attach`, `pods/portforward`
 //! (upgrade requests forwarded to the kubelet's `/exec`, `/attach` and `/portForward`).
+//!
+//! Streaming clients speak SPDY or WebSocket. SPDY requests and the older WebSocket
+//! subprotocols are joined to the kubelet byte for byte; as upstream 1.30+ does,
+//! `v5.channel.k8s.io` WebSockets for exec and attach are translated to SPDY here
+//! ([`translate`]), and port-forward's `SPDY/3.1+portforward.k8s.io` WebSockets carry the
+//! client's SPDY session to the kubelet ([`tunnel`]). The kubelet only ever sees SPDY from
+//! kubectl 1.30+.
 
 mod client;
 mod forward;
 mod locate;
 mod log;
+mod spdy;
+mod translate;
+mod tunnel;
+mod websocket;
 
 use std::net::SocketAddr;
 
@@ -170,6 +181,23 @@ async fn streaming(
         )));
     }
     let target = locate::kubelet(app, node, false).await?;
+    let path_and_query = if params.is_empty() {
+        path.clone()
+    } else {
+        format!("{path}?{params}")
+    };
+    if sub == "portforward" && tunnel::wants(req.headers()) {
+        return tunnel::serve(target, path_and_query, req).await;
+    }
+    if sub != "portforward" && translate::wants(req.headers()) {
+        let opts = translate::Options {
+            stdin: log::query_bool(query, "stdin"),
+            stdout: log::query_bool(query, "stdout"),
+            stderr: log::query_bool(query, "stderr"),
+            tty: log::query_bool(query, "tty"),
+        };
+        return translate::serve(target, path_and_query, opts, req).await;
+    }
     forward::forward(
         Forward {
             target,

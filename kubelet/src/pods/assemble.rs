@@ -220,13 +220,13 @@ pub async fn start_container(
     shared: &Shared,
     pod: &Pod,
     c: &Container,
-    init: bool,
+    pid_target: Option<&str>,
     restart_count: i32,
     sandbox: &Sandbox,
     prepared: &Prepared,
 ) -> Result<(), StartError> {
     let sandbox_config = &sandbox.config;
-    let object = events::container_ref(pod, &c.name, init);
+    let object = events::container_ref(pod, &c.name);
     let secrets = pull_secrets(shared, pod).await;
     let pulled = shared
         .images
@@ -306,7 +306,7 @@ pub async fn start_container(
                 seccomp_default: false,
                 extra_supplemental_groups: &[],
             },
-            pid_target: None,
+            pid_target,
             runtime_supports_rro: false,
             selinux_enabled: false,
         },
@@ -403,7 +403,7 @@ pub async fn start_container(
         pod_ip: ips.first().map(String::as_str),
     })
     .await;
-    record_hook_events(shared, pod, c, init, &hook.events).await;
+    record_hook_events(shared, pod, c, &hook.events).await;
     if let Err(message) = hook.result {
         let _ = shared
             .runtime
@@ -425,13 +425,12 @@ async fn record_hook_events(
     shared: &Shared,
     pod: &Pod,
     c: &Container,
-    init: bool,
     evs: &[crate::hooks::HookEvent],
 ) {
     for e in evs {
         let object = match e.object {
             crate::hooks::EventObject::Pod => events::pod_ref(pod),
-            crate::hooks::EventObject::Container => events::container_ref(pod, &c.name, init),
+            crate::hooks::EventObject::Container => events::container_ref(pod, &c.name),
         };
         shared
             .events
@@ -483,12 +482,7 @@ pub async fn pre_stop(
         i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
     )
     .await;
-    let init = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.init_containers.as_ref())
-        .is_some_and(|ics| ics.iter().any(|i| i.name == c.name));
-    record_hook_events(shared, pod, c, init, &run.events).await;
+    record_hook_events(shared, pod, c, &run.events).await;
 }
 
 /// Tells the probes about a running container instance (a new id restarts its probing).

@@ -32,15 +32,10 @@ pub async fn stop_container(
     grace: Option<i64>,
 ) {
     let grace = grace.unwrap_or_else(|| grace_seconds(pod));
-    let init = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.init_containers.as_ref())
-        .is_some_and(|ics| ics.iter().any(|c| c.name == spec.name));
     shared
         .events
         .record(
-            &events::container_ref(pod, &spec.name, init),
+            &events::container_ref(pod, &spec.name),
             Kind::Normal,
             "Killing",
             why,

@@ -10,6 +10,7 @@ pub mod kill;
 pub mod labels;
 pub mod node_view;
 pub mod runtime_state;
+pub mod static_pods;
 pub mod status_manager;
 pub mod sync;
 pub mod worker;
@@ -35,6 +36,8 @@ pub struct PodManager {
     /// Set once the first list of the node's pods arrived, so that the relist does not take
     /// pods it has not heard of yet for orphans.
     listed: watch::Sender<bool>,
+    /// The uids of the static pods from the manifest directory.
+    statics: Mutex<HashSet<String>>,
 }
 
 impl PodManager {
@@ -43,6 +46,7 @@ impl PodManager {
             shared,
             workers: Mutex::new(HashMap::new()),
             listed: watch::channel(false).0,
+            statics: Mutex::new(HashSet::new()),
         })
     }
 
@@ -110,6 +114,8 @@ impl PodManager {
         let mut relisting: HashSet<String> = HashSet::new();
         while let Some(ev) = events.next().await {
             match ev {
+                // Mirror pods are the API's copies of static pods, which run from their files.
+                Ok(Event::Apply(pod) | Event::InitApply(pod)) if static_pods::is_mirror(&pod) => {}
                 Ok(Event::Apply(pod)) => self.upsert(pod),
                 Ok(Event::Delete(pod)) => {
                     if let Some(uid) = pod.metadata.uid.as_deref() {
@@ -124,10 +130,15 @@ impl PodManager {
                     self.upsert(pod);
                 }
                 Ok(Event::InitDone) => {
+                    let statics = self
+                        .statics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
                     let gone: Vec<String> = self
                         .lock()
                         .keys()
-                        .filter(|k| !relisting.contains(*k))
+                        .filter(|k| !relisting.contains(*k) && !statics.contains(*k))
                         .cloned()
                         .collect();
                     for uid in gone {
@@ -137,6 +148,43 @@ impl PodManager {
                 }
                 Err(e) => tracing::warn!(error = %e, "watching this node's pods"),
             }
+        }
+    }
+
+    /// Runs the pods of the manifest directory, rereading it every `period`, and keeps their
+    /// mirror pods in the API.
+    pub async fn run_static(self: Arc<Self>, dir: std::path::PathBuf, period: Duration) {
+        loop {
+            let pods = static_pods::read_dir(&dir, &self.shared.node_name);
+            let uids: HashSet<String> =
+                pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+            let old = std::mem::replace(
+                &mut *self.statics.lock().unwrap_or_else(|e| e.into_inner()),
+                uids.clone(),
+            );
+            for uid in old.difference(&uids) {
+                self.remove(uid);
+            }
+            for p in &pods {
+                let unchanged = p
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .and_then(|u| self.by_uid(u))
+                    .is_some_and(|cur| {
+                        cur.spec == p.spec && cur.metadata.labels == p.metadata.labels
+                    });
+                if !unchanged {
+                    self.upsert(p.clone());
+                }
+            }
+            let node = self.shared.node.borrow().clone();
+            if let Some(node) = node {
+                if let Err(e) = static_pods::sync_mirrors(&self.shared.client, &node, &pods).await {
+                    tracing::warn!(error = %e, "syncing mirror pods");
+                }
+            }
+            tokio::time::sleep(period).await;
         }
     }
 

@@ -1,5 +1,7 @@
 //! What the kubelet's server sees of the pods: the pods with the status the kubelet last
-//! computed, and their containers' log files from the runtime.
+//! computed, their containers' log files from the runtime, and the runtime's streaming
+//! URLs for exec, attach and port-forward (upstream's GetExec, GetAttach, GetPortForward
+//! and RunInContainer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +10,11 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{runtime_state, PodManager};
+use crate::prober::gofmt::quote;
 use crate::runtime::api;
-use crate::server::{select_container_status, ContainerLog, LogLookupError, NodeView};
+use crate::server::{
+    select_container_status, ContainerLog, LogLookupError, NodeView, StreamError, StreamOptions,
+};
 
 /// How often a followed log checks whether its container still runs.
 const EXIT_POLL: Duration = Duration::from_millis(500);
@@ -30,6 +35,60 @@ impl PodsView {
         }
         pod
     }
+
+    /// What the runtime has for the pod now.
+    async fn runtime_pod(&self, pod: &Pod) -> Result<runtime_state::PodRuntime, StreamError> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        runtime_state::read(self.0.shared.runtime.as_ref(), uid)
+            .await
+            .map_err(|e| StreamError::runtime(&e))
+    }
+
+    /// The runtime ID of the running container `name` of the pod (upstream's
+    /// findContainer), None when it does not run or `uid` names another pod.
+    async fn running_container(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        name: &str,
+    ) -> Result<Option<String>, StreamError> {
+        if uid.is_some_and(|u| Some(u) != pod.metadata.uid.as_deref()) {
+            return Ok(None);
+        }
+        let rt = self.runtime_pod(pod).await?;
+        let id = rt
+            .named(name)
+            .find(|c| runtime_state::is_running(c))
+            .map(|c| c.id.clone());
+        Ok(id)
+    }
+}
+
+/// `name_namespace`, as upstream's kubecontainer.GetPodFullName.
+fn full_name(pod: &Pod) -> String {
+    format!(
+        "{}_{}",
+        pod.metadata.name.as_deref().unwrap_or(""),
+        pod.metadata.namespace.as_deref().unwrap_or("")
+    )
+}
+
+/// The `tty` of the container named `name` in the pod's spec, regular, init or ephemeral;
+/// None when the spec has no such container.
+fn container_tty(pod: &Pod, name: &str) -> Option<bool> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+        .map(|c| c.tty.unwrap_or(false))
+        .or_else(|| {
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == name)
+                .map(|c| c.tty.unwrap_or(false))
+        })
 }
 
 #[async_trait]
@@ -95,5 +154,158 @@ impl NodeView for PodsView {
             }
         };
         Ok(ContainerLog::running(status.log_path, until))
+    }
+
+    async fn exec_url(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        container: &str,
+        command: Vec<String>,
+        opts: StreamOptions,
+    ) -> Result<String, StreamError> {
+        let Some(id) = self.running_container(pod, uid, container).await? else {
+            return Err(StreamError::other(format!(
+                "container not found ({})",
+                quote(container)
+            )));
+        };
+        let resp = self
+            .0
+            .shared
+            .runtime
+            .exec(api::ExecRequest {
+                container_id: id,
+                cmd: command,
+                tty: opts.tty,
+                stdin: opts.stdin,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            })
+            .await
+            .map_err(|e| StreamError::runtime(&e))?;
+        Ok(resp.url)
+    }
+
+    async fn attach_url(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        container: &str,
+        opts: StreamOptions,
+    ) -> Result<String, StreamError> {
+        let not_found = || {
+            StreamError::other(format!(
+                "container {container} not found in pod {}",
+                full_name(pod)
+            ))
+        };
+        let Some(id) = self.running_container(pod, uid, container).await? else {
+            return Err(not_found());
+        };
+        // Whether the process has a terminal was settled when it started: the spec says.
+        let tty = container_tty(pod, container).ok_or_else(not_found)?;
+        let resp = self
+            .0
+            .shared
+            .runtime
+            .attach(api::AttachRequest {
+                container_id: id,
+                stdin: opts.stdin,
+                tty,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            })
+            .await
+            .map_err(|e| StreamError::runtime(&e))?;
+        Ok(resp.url)
+    }
+
+    async fn port_forward_url(&self, pod: &Pod, ports: Vec<i32>) -> Result<String, StreamError> {
+        let rt = self.runtime_pod(pod).await?;
+        if rt.ready_sandbox().is_none() && !rt.any_running() {
+            return Err(StreamError::other(format!(
+                "pod not found ({})",
+                quote(&full_name(pod))
+            )));
+        }
+        let Some(sandbox) = rt.sandboxes.first() else {
+            return Err(StreamError::other(format!(
+                "failed to find sandboxID for pod {}",
+                full_name(pod)
+            )));
+        };
+        let resp = self
+            .0
+            .shared
+            .runtime
+            .port_forward(api::PortForwardRequest {
+                pod_sandbox_id: sandbox.id.clone(),
+                port: ports,
+            })
+            .await
+            .map_err(|e| StreamError::runtime(&e))?;
+        Ok(resp.url)
+    }
+
+    async fn run_in_container(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        container: &str,
+        command: Vec<String>,
+    ) -> Result<Vec<u8>, StreamError> {
+        let Some(id) = self.running_container(pod, uid, container).await? else {
+            return Err(StreamError::other(format!(
+                "container not found ({})",
+                quote(container)
+            )));
+        };
+        let resp = self
+            .0
+            .shared
+            .runtime
+            .exec_sync(api::ExecSyncRequest {
+                container_id: id,
+                cmd: command.clone(),
+                timeout: 0,
+            })
+            .await
+            .map_err(|e| StreamError::runtime(&e))?;
+        if resp.exit_code != 0 {
+            return Err(StreamError::other(format!(
+                "command '{}' exited with {}: {}",
+                command.join(" "),
+                resp.exit_code,
+                String::from_utf8_lossy(&resp.stderr)
+            )));
+        }
+        let mut out = resp.stdout;
+        out.extend_from_slice(&resp.stderr);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttys_come_from_the_spec() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {
+                "containers": [{"name": "app", "tty": true}, {"name": "side"}],
+                "initContainers": [{"name": "init", "tty": true}],
+                "ephemeralContainers": [{"name": "debug", "tty": false}],
+            },
+        }))
+        .unwrap();
+        assert_eq!(container_tty(&pod, "app"), Some(true));
+        assert_eq!(container_tty(&pod, "side"), Some(false));
+        assert_eq!(container_tty(&pod, "init"), Some(true));
+        assert_eq!(container_tty(&pod, "debug"), Some(false));
+        assert_eq!(container_tty(&pod, "nope"), None);
+        assert_eq!(full_name(&pod), "web_ns");
     }
 }

@@ -18,6 +18,8 @@ struct Entry {
     namespace: String,
     name: String,
     status: PodStatus,
+    /// Whether the API object carries this pod's uid (not so for a static pod's mirror).
+    same_uid: bool,
     /// What the apiserver has (what was posted last, or what the pod arrived with).
     posted: Option<PodStatus>,
 }
@@ -52,6 +54,7 @@ impl StatusManager {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             status: status.clone(),
+            same_uid: !super::static_pods::is_static(pod),
             posted: pod.status.clone(),
         });
         entry.status = status;
@@ -110,8 +113,14 @@ impl StatusManager {
 
     async fn post(&self, uid: &str, ns: &str, name: &str, status: PodStatus) {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        // The uid in the patch makes it fail on a different pod of the same name.
-        let patch = json!({ "metadata": { "uid": uid }, "status": status });
+        let same_uid = self.lock().get(uid).is_some_and(|e| e.same_uid);
+        // The uid in the patch makes it fail on a different pod of the same name; a static
+        // pod's status goes to its mirror, which has a uid of its own.
+        let patch = if same_uid {
+            json!({ "metadata": { "uid": uid }, "status": status })
+        } else {
+            json!({ "status": status })
+        };
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await

@@ -142,8 +142,7 @@ async fn act(shared: &Shared, pod: &Pod, rt: &PodRuntime, out: &mut Outcome) {
                     continue;
                 }
                 _ => {
-                    if !start_or_back_off(shared, pod, c, true, &rt, &sandbox, &prepared, out).await
-                    {
+                    if !start_or_back_off(shared, pod, c, &rt, &sandbox, &prepared, out).await {
                         return;
                     }
                     // A sidecar must have started before the next init container runs.
@@ -157,12 +156,12 @@ async fn act(shared: &Shared, pod: &Pod, rt: &PodRuntime, out: &mut Outcome) {
                 if restart_policy(pod) == "Never" {
                     return;
                 }
-                start_or_back_off(shared, pod, c, true, &rt, &sandbox, &prepared, out).await;
+                start_or_back_off(shared, pod, c, &rt, &sandbox, &prepared, out).await;
                 return;
             }
             Some(_) => return,
             None => {
-                start_or_back_off(shared, pod, c, true, &rt, &sandbox, &prepared, out).await;
+                start_or_back_off(shared, pod, c, &rt, &sandbox, &prepared, out).await;
                 return;
             }
         }
@@ -182,7 +181,7 @@ async fn act(shared: &Shared, pod: &Pod, rt: &PodRuntime, out: &mut Outcome) {
                     _ => false,
                 };
                 if restart {
-                    start_or_back_off(shared, pod, c, false, &rt, &sandbox, &prepared, out).await;
+                    start_or_back_off(shared, pod, c, &rt, &sandbox, &prepared, out).await;
                 }
             }
             Some(l) => {
@@ -195,11 +194,39 @@ async fn act(shared: &Shared, pod: &Pod, rt: &PodRuntime, out: &mut Outcome) {
                     .await;
             }
             None => {
-                start_or_back_off(shared, pod, c, false, &rt, &sandbox, &prepared, out).await;
+                start_or_back_off(shared, pod, c, &rt, &sandbox, &prepared, out).await;
             }
         }
     }
+    // Ephemeral containers (`kubectl debug`) run once each and are never restarted.
+    for e in spec.ephemeral_containers.iter().flatten() {
+        if rt.latest(&e.name).is_some() {
+            continue;
+        }
+        let Some(c) = ephemeral_as_container(e) else {
+            continue;
+        };
+        let target = e
+            .target_container_name
+            .as_deref()
+            .and_then(|t| rt.latest(t))
+            .filter(|t| runtime_state::is_running(t))
+            .map(|t| t.id.clone());
+        if let Err(err) =
+            assemble::start_container(shared, pod, &c, target.as_deref(), 0, &sandbox, &prepared)
+                .await
+        {
+            out.wait(&c.name, &err.reason, err.message);
+        }
+    }
     remove_dead_instances(shared, &rt).await;
+}
+
+/// An ephemeral container as the Container it is run as (the same fields, less the target).
+fn ephemeral_as_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Option<Container> {
+    let mut v = serde_json::to_value(e).ok()?;
+    v.as_object_mut()?.remove("targetContainerName");
+    serde_json::from_value(v).ok()
 }
 
 /// The ready sandbox, creating one (after stopping what is left of the old) when there is
@@ -291,7 +318,6 @@ async fn start_or_back_off(
     shared: &Shared,
     pod: &Pod,
     c: &Container,
-    init: bool,
     rt: &PodRuntime,
     sandbox: &Sandbox,
     prepared: &Prepared,
@@ -319,7 +345,7 @@ async fn start_or_back_off(
             shared
                 .events
                 .record(
-                    &events::container_ref(pod, &c.name, init),
+                    &events::container_ref(pod, &c.name),
                     Kind::Warning,
                     "BackOff",
                     &format!(
@@ -333,7 +359,7 @@ async fn start_or_back_off(
         }
     }
     let restart_count = previous.map_or(0, |p| runtime_state::restart_count(p) + 1);
-    match assemble::start_container(shared, pod, c, init, restart_count, sandbox, prepared).await {
+    match assemble::start_container(shared, pod, c, None, restart_count, sandbox, prepared).await {
         Ok(()) => true,
         Err(e) => {
             out.wait(&c.name, &e.reason, e.message.clone());

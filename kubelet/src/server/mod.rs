@@ -13,16 +13,18 @@
 //! | `/logs/` | the files under the log directory (`/var/log`), as Go's `http.FileServer` |
 //! | `/metrics` | Prometheus text |
 //! | `/stats/` | not served yet: 501 |
-//! | `/exec/`, `/attach/`, `/portForward/`, `/run/` | not served yet: 501 |
+//! | `/exec/`, `/attach/`, `/portForward/` | upgrades proxied to the runtime's streaming server |
+//! | `/run/` | a command's output |
 //!
 //! What the server knows about pods comes through [`NodeView`], which the pod manager
-//! implements. Streaming endpoints (exec, attach, port-forward) get the whole request,
-//! upgrades included: each lives in a module of its own and is one arm of [`route`].
+//! implements. Streaming endpoints (exec, attach, port-forward, run) get the whole request,
+//! upgrades included: they live in the `streaming` module and are one arm of [`route`].
 
 mod auth;
 mod container_logs;
 mod files;
 mod metrics;
+mod streaming;
 mod tls;
 
 use std::convert::Infallible;
@@ -46,6 +48,7 @@ pub use auth::{
 };
 pub use container_logs::select_container_status;
 use ferrokube_component::metrics::Registry;
+pub use streaming::{StreamError, StreamOptions};
 
 /// Response bodies: whole buffers, or streams (logs, files) that may end in an error, which
 /// aborts the response.
@@ -79,6 +82,53 @@ pub trait NodeView: Send + Sync + 'static {
     /// The `syncloop` health check of `/healthz`.
     fn sync_loop_health(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The runtime's streaming URL for running `command` in the running `container` of
+    /// `pod` (upstream's GetExec); `uid`, when the path names one, must be the pod's.
+    async fn exec_url(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        container: &str,
+        command: Vec<String>,
+        opts: StreamOptions,
+    ) -> Result<String, StreamError> {
+        let _ = (pod, uid, container, command, opts);
+        Err(StreamError::unsupported("exec"))
+    }
+
+    /// The runtime's streaming URL for attaching to the running `container` of `pod`
+    /// (upstream's GetAttach); whether it has a TTY comes from the container's spec.
+    async fn attach_url(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        container: &str,
+        opts: StreamOptions,
+    ) -> Result<String, StreamError> {
+        let _ = (pod, uid, container, opts);
+        Err(StreamError::unsupported("attach"))
+    }
+
+    /// The runtime's streaming URL for forwarding ports into `pod`'s sandbox (upstream's
+    /// GetPortForward); `ports` is empty for SPDY clients, which name them per stream.
+    async fn port_forward_url(&self, pod: &Pod, ports: Vec<i32>) -> Result<String, StreamError> {
+        let _ = (pod, ports);
+        Err(StreamError::unsupported("port forwarding"))
+    }
+
+    /// Runs `command` in the running `container` of `pod` to completion: its stdout then
+    /// its stderr (upstream's RunInContainer).
+    async fn run_in_container(
+        &self,
+        pod: &Pod,
+        uid: Option<&str>,
+        container: &str,
+        command: Vec<String>,
+    ) -> Result<Vec<u8>, StreamError> {
+        let _ = (pod, uid, container, command);
+        Err(StreamError::unsupported("run"))
     }
 }
 
@@ -322,10 +372,7 @@ async fn route(ctx: &Arc<Ctx>, req: Req) -> Response<Body> {
             StatusCode::NOT_IMPLEMENTED,
             "the stats API (/stats/summary) is not implemented by this kubelet yet",
         ),
-        "exec" | "attach" | "portForward" | "run" => text(
-            StatusCode::NOT_IMPLEMENTED,
-            &format!("/{first} is not implemented by this kubelet yet"),
-        ),
+        "exec" | "attach" | "portForward" | "run" => streaming::serve(ctx, req, &first).await,
         _ => text(StatusCode::NOT_FOUND, "404: Page Not Found"),
     }
 }

@@ -29,7 +29,10 @@ async fn node_registers_heartbeats_and_goes_not_ready_when_the_kubelet_stops() {
     let node = nodes.get(&n.name).await.expect("node");
     let labels = node.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels.get("kubernetes.io/hostname"), Some(&n.name));
-    assert_eq!(labels.get("kubernetes.io/os").map(String::as_str), Some("linux"));
+    assert_eq!(
+        labels.get("kubernetes.io/os").map(String::as_str),
+        Some("linux")
+    );
     let status = node.status.clone().unwrap();
     let capacity = status.capacity.unwrap();
     for r in ["cpu", "memory", "ephemeral-storage", "pods"] {
@@ -38,12 +41,28 @@ async fn node_registers_heartbeats_and_goes_not_ready_when_the_kubelet_stops() {
     let allocatable = status.allocatable.unwrap();
     assert_eq!(allocatable["pods"].0, "110");
     let info = status.node_info.unwrap();
-    assert!(info.container_runtime_version.starts_with("containerd://"), "{info:?}");
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{info:?}"
+    );
     assert_eq!(info.kubelet_version, "v1.33.0");
-    let port = status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
+    let port = status
+        .daemon_endpoints
+        .unwrap()
+        .kubelet_endpoint
+        .unwrap()
+        .port;
     assert!(port > 0);
-    let types: Vec<String> = status.conditions.unwrap().into_iter().map(|c| c.type_).collect();
-    assert_eq!(types, ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]);
+    let types: Vec<String> = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(
+        types,
+        ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+    );
 
     let leases: Api<Lease> = Api::namespaced(n.client.clone(), "kube-node-lease");
     let lease = leases.get(&n.name).await.expect("lease");
@@ -51,7 +70,10 @@ async fn node_registers_heartbeats_and_goes_not_ready_when_the_kubelet_stops() {
     assert_eq!(spec.holder_identity.as_deref(), Some(n.name.as_str()));
     assert_eq!(spec.lease_duration_seconds, Some(40));
     let owner = &lease.metadata.owner_references.unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", n.name.as_str()));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", n.name.as_str())
+    );
 
     // The node lifecycle controller, with a short grace period, watches the heartbeats.
     let ctx = Context::new(
@@ -78,8 +100,15 @@ async fn node_registers_heartbeats_and_goes_not_ready_when_the_kubelet_stops() {
         .find(|c| c.type_ == "Ready")
         .unwrap();
     assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
-    assert_eq!(ready.message.as_deref(), Some("Kubelet stopped posting node status."));
-    let printed = n.server.kubectl(&["get", "node", &n.name, "--no-headers"]).await.expect_ok("get node");
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("Kubelet stopped posting node status.")
+    );
+    let printed = n
+        .server
+        .kubectl(&["get", "node", &n.name, "--no-headers"])
+        .await
+        .expect_ok("get node");
     assert!(printed.contains("NotReady"), "{printed}");
     controller.abort();
 }

@@ -267,3 +267,133 @@ async fn config_map_updates_reach_a_mounted_volume() {
     n.wait_pod("default", "reader", "Ready after the update", ready)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pods_run_from_files_with_mirror_pods() {
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("web.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: kube-system\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo static; exec sleep 3600']\n"
+        ),
+    )
+    .unwrap();
+    let dir = manifests.path().display().to_string();
+    let n = support::node_with(|c| {
+        c.static_pod_path = dir;
+        c.file_check_frequency = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let mirror = n
+        .wait_pod("kube-system", "web-node-1", "the mirror pod Running", |p| {
+            phase(p) == "Running" && ready(p)
+        })
+        .await;
+    let annotations = mirror.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        annotations
+            .get("kubernetes.io/config.source")
+            .map(String::as_str),
+        Some("file")
+    );
+    assert!(annotations.contains_key("kubernetes.io/config.mirror"));
+    let owner = &mirror.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", "node-1")
+    );
+    let out = n
+        .server
+        .kubectl(&["logs", "-n", "kube-system", "web-node-1"])
+        .await
+        .expect_ok("logs of a static pod");
+    assert_eq!(out, "static\n");
+
+    // Deleting the mirror only brings it back; the static pod keeps running.
+    let first_uid = mirror.metadata.uid.clone().unwrap();
+    n.pods("kube-system")
+        .delete("web-node-1", &Default::default())
+        .await
+        .expect("delete mirror");
+    n.wait_pod("kube-system", "web-node-1", "a new mirror", |p| {
+        p.metadata.uid.as_deref() != Some(first_uid.as_str()) && phase(p) == "Running"
+    })
+    .await;
+    assert_eq!(
+        n.containerd.task_ids().len(),
+        2,
+        "sandbox and container, never restarted"
+    );
+
+    // Removing the manifest stops the pod and removes the mirror.
+    std::fs::remove_file(manifests.path().join("web.yaml")).unwrap();
+    n.wait_gone("kube-system", "web-node-1").await;
+    let stopped = async {
+        while !n.containerd.task_ids().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(support::GUARD, stopped)
+        .await
+        .expect("containers stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_containers_run_once_in_the_pod() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "target"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "shareProcessNamespace": false,
+                "containers": [{"name": "app", "image": BUSYBOX, "command": ["sh", "-c", "exec sleep 3600"]}],
+            },
+        }),
+    )
+    .await;
+    n.wait_pod("default", "target", "Running", |p| {
+        phase(p) == "Running" && ready(p)
+    })
+    .await;
+    n.pods("default")
+        .patch_subresource(
+            "ephemeralcontainers",
+            "target",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(json!({"spec": {"ephemeralContainers": [{
+                "name": "debugger",
+                "image": BUSYBOX,
+                "targetContainerName": "app",
+                "command": ["sh", "-c", "ps -o comm | grep -c sleep; exec sleep 3600"],
+            }]}})),
+        )
+        .await
+        .expect("add an ephemeral container");
+    let p = n
+        .wait_pod("default", "target", "the debugger running", |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.ephemeral_container_statuses.as_ref())
+                .is_some_and(|l| {
+                    l.iter().any(|c| {
+                        c.name == "debugger"
+                            && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+                })
+        })
+        .await;
+    assert_eq!(
+        p.status.unwrap().container_statuses.unwrap()[0].restart_count,
+        0
+    );
+    // It shares the target's process namespace: it sees the target's sleep.
+    let out = n
+        .server
+        .kubectl(&["logs", "target", "-c", "debugger"])
+        .await
+        .expect_ok("debugger logs");
+    assert_eq!(out.trim(), "1", "{out}");
+}

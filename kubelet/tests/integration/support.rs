@@ -29,6 +29,11 @@ pub struct Node {
 }
 
 pub async fn node() -> Node {
+    node_with(|_| {}).await
+}
+
+/// A node whose KubeletConfiguration `edit` adjusts first.
+pub async fn node_with(edit: impl FnOnce(&mut KubeletConfiguration)) -> Node {
     let server = TestServer::start().await;
     let containerd = Containerd::start().await;
     let client = server.client().await;
@@ -42,6 +47,7 @@ pub async fn node() -> Node {
     };
     config.port = 0;
     config.address = "127.0.0.1".into();
+    edit(&mut config);
     // The kubelet trusts the cluster CA; the apiserver reaches it with a certificate from it.
     let pki = server.path("pki");
     config.authentication.x509.client_ca_file = pki.join("ca.crt").display().to_string();

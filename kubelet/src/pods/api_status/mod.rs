@@ -485,13 +485,37 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
         start_time: old.start_time.clone().or_else(|| Some(now.clone())),
         init_container_statuses: (!inits.is_empty()).then_some(inits),
         container_statuses: Some(containers),
-        ephemeral_container_statuses: old.ephemeral_container_statuses.clone(),
+        ephemeral_container_statuses: ephemeral_statuses(&spec, inputs),
         qos_class: Some(inputs.qos_class.to_string()),
         nominated_node_name: old.nominated_node_name.clone(),
         resize: old.resize.clone(),
         resource_claim_statuses: old.resource_claim_statuses.clone(),
         ..Default::default()
     }
+}
+
+/// Ephemeral containers' statuses: state and last state only, never ready.
+fn ephemeral_statuses(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    inputs: &Inputs<'_>,
+) -> Option<Vec<ContainerStatus>> {
+    let list = spec
+        .ephemeral_containers
+        .as_ref()
+        .filter(|l| !l.is_empty())?;
+    Some(
+        list.iter()
+            .filter_map(|e| {
+                let mut v = serde_json::to_value(e).ok()?;
+                v.as_object_mut()?.remove("targetContainerName");
+                let c: Container = serde_json::from_value(v).ok()?;
+                let mut st = container_status(&c, inputs, false);
+                st.ready = false;
+                st.resources = None;
+                Some(st)
+            })
+            .collect(),
+    )
 }
 
 /// Upstream's readiness-gate message for the first gate whose condition is missing or false.

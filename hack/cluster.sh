@@ -187,6 +187,7 @@ EOF
     --root-dir "$home/kubelet" --hostname-override "$node_name" --node-ip 127.0.0.1 \
     --port "${FERROKUBE_KUBELET_PORT:-10250}" \
     --cni-conf-dir "$ctd/net.d" --cni-bridge "$cni_bridge" \
+    --eviction-hard "${FERROKUBE_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1%}" \
     --cluster-domain cluster.local >"$home/kubelet.log" 2>&1 &
   echo $! >"$home/kubelet.pid"
 }

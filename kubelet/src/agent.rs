@@ -130,6 +130,7 @@ pub async fn start(
     agent.register().await;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(agent.clone().run_lease()));
+    let real_node = matches!(opts.network, Network::Cni { .. });
     if let Network::Cni { conf_dir, bridge } = opts.network {
         let pod_cidr = (!cfg.pod_cidr.is_empty()).then(|| cfg.pod_cidr.clone());
         tasks.push(tokio::spawn(set_up_network(
@@ -167,6 +168,7 @@ pub async fn start(
         ),
         node_resources,
         services: opts.services.clone(),
+        evictions: Default::default(),
         client: client.clone(),
         runtime,
         runtime_name,
@@ -189,6 +191,20 @@ pub async fn start(
     tasks.push(tokio::spawn(shared.status.clone().run()));
     tasks.push(tokio::spawn(pods.clone().run_source()));
     tasks.push(tokio::spawn(pods.clone().run_pleg(opts.pleg_period)));
+    // Hollow nodes have no resources of their own to run short of.
+    if real_node {
+        let thresholds = crate::eviction::signals::parse_thresholds(&cfg.eviction_hard)
+            .map_err(|e| anyhow::anyhow!("evictionHard: {e}"))?;
+        let manager = crate::eviction::EvictionManager {
+            thresholds,
+            root: opts.dirs.root.clone(),
+            period: cfg.eviction_monitoring_period,
+            transition: cfg.eviction_pressure_transition_period,
+            pressure: agent.pressure(),
+            pods: pods.clone(),
+        };
+        tasks.push(tokio::spawn(manager.run()));
+    }
     if !cfg.static_pod_path.is_empty() {
         tasks.push(tokio::spawn(pods.clone().run_static(
             PathBuf::from(&cfg.static_pod_path),

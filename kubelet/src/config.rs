@@ -53,6 +53,12 @@ pub struct KubeletConfiguration {
     pub system_reserved: BTreeMap<String, String>,
     pub kube_reserved: BTreeMap<String, String>,
     pub eviction_hard: BTreeMap<String, String>,
+    #[serde(with = "duration_text")]
+    pub eviction_pressure_transition_period: Duration,
+    /// How often eviction signals are read (upstream's `--eviction-monitoring-period`
+    /// flag; here also a config field).
+    #[serde(with = "duration_text")]
+    pub eviction_monitoring_period: Duration,
     pub allowed_unsafe_sysctls: Vec<String>,
     pub hairpin_mode: String,
     pub fail_swap_on: bool,
@@ -150,6 +156,8 @@ impl Default for KubeletConfiguration {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+            eviction_pressure_transition_period: Duration::from_secs(300),
+            eviction_monitoring_period: Duration::from_secs(10),
             allowed_unsafe_sysctls: Vec::new(),
             hairpin_mode: "promiscuous-bridge".into(),
             fail_swap_on: true,

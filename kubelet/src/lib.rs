@@ -6,6 +6,7 @@ pub mod cni;
 pub mod config;
 pub mod container;
 pub mod events;
+pub mod eviction;
 pub mod hooks;
 pub mod images;
 pub mod logs;

@@ -65,6 +65,10 @@ struct Flags {
     /// Let requests without credentials in as `system:anonymous` (authentication.anonymous).
     #[arg(long)]
     anonymous_auth: Option<bool>,
+    /// Hard eviction thresholds, `signal<quantity` comma-separated
+    /// (`memory.available<100Mi,nodefs.available<10%`; evictionHard).
+    #[arg(long)]
+    eviction_hard: Option<String>,
     /// Maximum pods on this node (maxPods).
     #[arg(long)]
     max_pods: Option<i64>,
@@ -131,6 +135,16 @@ impl Flags {
         }
         if let Some(a) = self.anonymous_auth {
             cfg.authentication.anonymous.enabled = a;
+        }
+        if let Some(e) = &self.eviction_hard {
+            cfg.eviction_hard.clear();
+            for part in e.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = part.split_once('<').ok_or_else(|| {
+                    anyhow::anyhow!("invalid --eviction-hard entry {part:?}: want signal<quantity")
+                })?;
+                cfg.eviction_hard
+                    .insert(k.trim().to_string(), v.trim().to_string());
+            }
         }
         if let Some(m) = self.max_pods {
             cfg.max_pods = m;

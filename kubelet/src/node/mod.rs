@@ -6,6 +6,7 @@ pub mod machine;
 pub mod status;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct NodeAgent {
     machine: Machine,
     /// The Node as last read or written; pod code reads its uid, podCIDR and addresses.
     node: watch::Sender<Option<Node>>,
+    /// Set by the eviction manager.
+    pressure: Arc<crate::eviction::Pressure>,
 }
 
 impl NodeAgent {
@@ -57,7 +60,13 @@ impl NodeAgent {
             settings,
             machine,
             node: watch::channel(None).0,
+            pressure: Arc::default(),
         })
+    }
+
+    /// The pressure flags the Node's conditions report.
+    pub fn pressure(&self) -> Arc<crate::eviction::Pressure> {
+        self.pressure.clone()
     }
 
     /// The port the Node reports for the kubelet API.
@@ -237,9 +246,9 @@ impl NodeAgent {
                 .kubelet_port
                 .load(std::sync::atomic::Ordering::Relaxed),
             not_ready,
-            memory_pressure: false,
-            disk_pressure: false,
-            pid_pressure: false,
+            memory_pressure: self.pressure.memory.load(Ordering::Relaxed),
+            disk_pressure: self.pressure.disk.load(Ordering::Relaxed),
+            pid_pressure: self.pressure.pid.load(Ordering::Relaxed),
             images: self.images().await,
         };
         status::build(inputs, old, Time(k8s_openapi::jiff::Timestamp::now()))

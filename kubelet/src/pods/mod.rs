@@ -77,6 +77,29 @@ impl PodManager {
         self.lock().get(uid).and_then(|h| h.pod.borrow().clone())
     }
 
+    /// Pods that are running or about to: not finished, not being deleted.
+    pub fn active_pods(&self) -> Vec<Pod> {
+        self.pods()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                let uid = p.metadata.uid.as_deref().unwrap_or("");
+                let phase = self.shared.status.get(uid).and_then(|s| s.phase);
+                !matches!(phase.as_deref(), Some("Succeeded") | Some("Failed"))
+            })
+            .collect()
+    }
+
+    /// Ends a pod for the eviction manager: its worker stops it and fails it as Evicted.
+    pub fn evict(&self, uid: &str, message: String) {
+        self.shared
+            .evictions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.to_string(), message);
+        self.poke(uid);
+    }
+
     /// Wakes a pod's worker.
     pub fn poke(&self, uid: &str) {
         if let Some(h) = self.lock().get(uid) {

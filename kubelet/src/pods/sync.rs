@@ -97,6 +97,7 @@ pub async fn sync(shared: &Shared, pod: &Pod) -> Outcome {
             phase: "Failed",
             reason: "DeadlineExceeded".into(),
             message: message.into(),
+            disruption: false,
         });
         return out;
     }

@@ -67,6 +67,36 @@ async fn step(shared: &Shared, pod: &Pod) -> Duration {
         terminate(shared, pod).await;
         return shared.settings.resync;
     }
+    let eviction = shared
+        .evictions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&uid);
+    if let Some(message) = eviction {
+        shared
+            .events
+            .record(
+                &crate::events::pod_ref(pod),
+                crate::events::Kind::Warning,
+                "Evicted",
+                &message,
+            )
+            .await;
+        if let Ok(rt) = runtime_state::read(shared.runtime.as_ref(), &uid).await {
+            kill::stop_pod(shared, pod, &rt, Some(0)).await;
+        }
+        let outcome = Outcome {
+            terminal: Some(Terminal {
+                phase: "Failed",
+                reason: "Evicted".into(),
+                message,
+                disruption: true,
+            }),
+            ..Default::default()
+        };
+        sync::report(shared, pod, &outcome).await;
+        return shared.settings.resync;
+    }
     let reported = shared.status.get(&uid).and_then(|s| s.phase);
     let phase = reported.or_else(|| pod.status.as_ref().and_then(|s| s.phase.clone()));
     if is_terminal(phase.as_deref()) {
@@ -113,6 +143,7 @@ async fn terminate(shared: &Shared, pod: &Pod) {
             phase: if all_succeeded { "Succeeded" } else { "Failed" },
             reason: String::new(),
             message: String::new(),
+            disruption: false,
         }),
         ..Default::default()
     };

@@ -5,5 +5,6 @@ mod hollow;
 mod node;
 mod pods;
 mod pull;
+mod streaming;
 mod support;
 mod volumes;

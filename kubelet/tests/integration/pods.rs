@@ -397,3 +397,76 @@ async fn ephemeral_containers_run_once_in_the_pod() {
         .expect_ok("debugger logs");
     assert_eq!(out.trim(), "1", "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_evicts_pods_but_not_static_ones() {
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("critical.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: critical}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{{name: c, image: {BUSYBOX}, command: [sleep, '3600']}}]\n"),
+    )
+    .unwrap();
+    let dir = manifests.path().display().to_string();
+    // A threshold no machine meets: the node is under memory pressure from the start.
+    let n = support::node_with(|c| {
+        c.static_pod_path = dir;
+        c.file_check_frequency = std::time::Duration::from_millis(500);
+        c.eviction_hard = [("memory.available".to_string(), "100Ti".to_string())].into();
+        c.eviction_monitoring_period = std::time::Duration::from_millis(500);
+    })
+    .await;
+    n.wait_pod(
+        "default",
+        "critical-node-1",
+        "the static pod Running",
+        |p| phase(p) == "Running",
+    )
+    .await;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "victim"},
+            "spec": {
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+            },
+        }),
+    )
+    .await;
+    let evicted = n
+        .wait_pod("default", "victim", "eviction", |p| phase(p) == "Failed")
+        .await;
+    let st = evicted.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    let message = st.message.unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 100Ti, available: "
+        ),
+        "{message}"
+    );
+    let disruption = st
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .expect("DisruptionTarget condition");
+    assert_eq!(disruption.reason.as_deref(), Some("TerminationByKubelet"));
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(n.client.clone());
+    let pressure = |node: Option<&k8s_openapi::api::core::v1::Node>| {
+        node.and_then(|n| n.status.as_ref()?.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "MemoryPressure" && c.status == "True")
+            })
+    };
+    tokio::time::timeout(
+        support::GUARD,
+        kube::runtime::wait::await_condition(nodes, "node-1", pressure),
+    )
+    .await
+    .expect("MemoryPressure")
+    .unwrap();
+    let critical = n.pods("default").get("critical-node-1").await.unwrap();
+    assert_eq!(phase(&critical), "Running", "static pods are not evicted");
+}

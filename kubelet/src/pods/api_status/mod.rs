@@ -27,6 +27,8 @@ pub struct Terminal {
     pub phase: &'static str,
     pub reason: String,
     pub message: String,
+    /// The kubelet itself ended the pod (eviction): a DisruptionTarget condition says so.
+    pub disruption: bool,
 }
 
 pub struct Inputs<'a> {
@@ -448,6 +450,17 @@ pub fn build(inputs: &Inputs<'_>) -> PodStatus {
         "PodScheduled" => 4,
         _ => 5,
     };
+    if let Some(t) = inputs.terminal.filter(|t| t.disruption) {
+        conditions.retain(|c| c.type_ != "DisruptionTarget");
+        conditions.push(condition(
+            pod,
+            "DisruptionTarget",
+            true,
+            Some("TerminationByKubelet"),
+            Some(t.message.clone()),
+            now,
+        ));
+    }
     conditions.sort_by_key(|c| order(&c.type_));
 
     let host_network = spec.host_network.unwrap_or(false);

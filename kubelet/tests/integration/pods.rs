@@ -470,3 +470,52 @@ async fn memory_pressure_evicts_pods_but_not_static_ones() {
     let critical = n.pods("default").get("critical-node-1").await.unwrap();
     assert_eq!(phase(&critical), "Running", "static pods are not evicted");
 }
+
+/// Reads what a plain-TCP HTTP GET of `/` returns from `addr`.
+async fn http_get(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_ip_and_host_port_reach_the_container() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    // A port no other test or service on the machine uses.
+    let host_port = 30000 + (std::process::id() % 2000) as i32;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "httpd",
+                    "image": BUSYBOX,
+                    "command": ["sh", "-c", "mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                    "ports": [{"containerPort": 8080, "hostPort": host_port}],
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                }],
+            },
+        }),
+    )
+    .await;
+    let p = n.wait_pod("default", "web", "Ready", ready).await;
+    let ip = p.status.unwrap().pod_ip.unwrap();
+    let direct = http_get(&format!("{ip}:8080")).await.expect("pod IP");
+    assert!(direct.contains("served-by-pod"), "{direct}");
+    // hostPort through CNI's portmap, on an address of the node other than loopback.
+    let node_ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip().to_string())
+        .expect("a non-loopback address");
+    let via_host = http_get(&format!("{node_ip}:{host_port}"))
+        .await
+        .expect("hostPort");
+    assert!(via_host.contains("served-by-pod"), "{via_host}");
+}

@@ -3,8 +3,10 @@
 //!
 //! Startup: 100 pods (the pause image, so no pull) created against an in-process apiserver,
 //! bound to a kubelet on a real containerd; latency is from the create request to the watch
-//! showing the pod Running. Reference, in the same run: the same 100 sandboxes and containers
-//! started straight through CRI with the same concurrency, the floor the runtime sets.
+//! showing the pod Running. Twice: paced (one pod every 250 ms, as upstream's density tests
+//! create pods at a steady rate) and as a burst (all 100 at once). Reference, in the same run
+//! and with the same pacing: the same sandboxes and containers started straight through CRI,
+//! the floor the runtime sets.
 //!
 //! Hollow: `kubelet --runtime hollow --hollow-nodes N` as a child process against the same
 //! kind of apiserver; after registration, a window in which every Lease renewal is watched.
@@ -27,7 +29,7 @@ use kubelet::runtime::{api, cri::CriRuntime, Runtime};
 use serde_json::json;
 
 const PODS: usize = 100;
-const CONCURRENCY: usize = 10;
+const PACE: Duration = Duration::from_millis(250);
 const PAUSE: &str = "registry.k8s.io/pause:3.10";
 const HOLLOW_NODES: usize = 500;
 const WINDOW: Duration = Duration::from_secs(60);
@@ -44,7 +46,14 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn startup() -> (Vec<Duration>, Vec<Duration>) {
+/// Waits until the `i`-th start of a run begun at `t0` is due (never, for a burst).
+async fn pace(t0: Instant, i: usize, paced: bool) {
+    if paced {
+        tokio::time::sleep_until((t0 + PACE * u32::try_from(i).unwrap_or(0)).into()).await;
+    }
+}
+
+async fn startup(paced: bool) -> (Vec<Duration>, Vec<Duration>) {
     let server = TestServer::start().await;
     let ctd = Containerd::start().await;
     let client = server.client().await;
@@ -90,10 +99,12 @@ async fn startup() -> (Vec<Duration>, Vec<Duration>) {
         }
     });
     let mut created: HashMap<String, Instant> = HashMap::new();
+    let t0 = Instant::now();
     let creates = futures::stream::iter(0..PODS)
         .map(|i| {
             let pods = pods.clone();
             async move {
+                pace(t0, i, paced).await;
                 let name = format!("pod-{i}");
                 let pod: Pod = serde_json::from_value(json!({
                     "metadata": {"name": name},
@@ -109,7 +120,7 @@ async fn startup() -> (Vec<Duration>, Vec<Duration>) {
                 (name, start)
             }
         })
-        .buffer_unordered(CONCURRENCY);
+        .buffer_unordered(PODS);
     let mut creates = std::pin::pin!(creates);
     while let Some((name, t)) = creates.next().await {
         created.insert(name, t);
@@ -141,16 +152,18 @@ async fn startup() -> (Vec<Duration>, Vec<Duration>) {
     // Reference: the same sandboxes and containers straight through CRI.
     let rt = Arc::new(CriRuntime::connect(&ctd.endpoint()).unwrap());
     let logs = root.path().join("direct");
+    let t0 = Instant::now();
     let direct: Vec<Duration> = futures::stream::iter(0..PODS)
         .map(|i| {
             let rt = rt.clone();
             let logs = logs.clone();
             async move {
+                pace(t0, i, paced).await;
                 let start = Instant::now();
                 let sandbox = api::PodSandboxConfig {
                     metadata: Some(api::PodSandboxMetadata {
-                        name: format!("direct-{i}"),
-                        uid: format!("direct-uid-{i}"),
+                        name: format!("direct-{i}-{paced}"),
+                        uid: format!("direct-uid-{i}-{paced}"),
                         namespace: "default".into(),
                         attempt: 0,
                     }),
@@ -192,7 +205,7 @@ async fn startup() -> (Vec<Duration>, Vec<Duration>) {
                 start.elapsed()
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(PODS)
         .collect()
         .await;
     let mut kubelet: Vec<Duration> = latencies.into_values().collect();
@@ -301,27 +314,30 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (kubelet, direct) = rt.block_on(startup());
+    println!("### Pod startup, {PODS} pods on one node (containerd, pause image)\n");
+    println!("| creation | path | p50 | p99 | p99 / CRI floor | p99 against the 5 s SLO | target p99 <= 1 s |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, paced) in [("one every 250 ms", true), ("all at once", false)] {
+        let (kubelet, direct) = rt.block_on(startup(paced));
+        let (p50, p99) = (quantile(&kubelet, 0.5), quantile(&kubelet, 0.99));
+        let (d50, d99) = (quantile(&direct, 0.5), quantile(&direct, 0.99));
+        println!(
+            "| {label} | create -> Running seen through a watch (apiserver + kubelet + containerd) | {} | {} | {:.2}x | {:.2} | {} |",
+            ms(p50),
+            ms(p99),
+            p99.as_secs_f64() / d99.as_secs_f64().max(1e-9),
+            p99.as_secs_f64() / 5.0,
+            if p99 <= Duration::from_secs(1) { "met" } else { "not met" }
+        );
+        println!(
+            "| {label} | reference: RunPodSandbox + CreateContainer + StartContainer straight through CRI | {} | {} | 1.00x | {:.2} | |",
+            ms(d50),
+            ms(d99),
+            d99.as_secs_f64() / 5.0
+        );
+    }
+    println!();
     let h = rt.block_on(hollow());
-    let p50 = quantile(&kubelet, 0.5);
-    let p99 = quantile(&kubelet, 0.99);
-    let d50 = quantile(&direct, 0.5);
-    let d99 = quantile(&direct, 0.99);
-    println!("### Pod startup, {PODS} pods on one node (containerd, pause image), {CONCURRENCY} creates in flight\n");
-    println!("| path | p50 | p99 |");
-    println!("|---|---|---|");
-    println!(
-        "| create -> Running seen through a watch (apiserver + kubelet + containerd) | {} | {} |",
-        ms(p50),
-        ms(p99)
-    );
-    println!("| reference: RunPodSandbox + CreateContainer + StartContainer straight through CRI | {} | {} |", ms(d50), ms(d99));
-    println!(
-        "\np99 against the runtime floor: {:.2}x; against upstream's SLO (p99 <= 5 s): {:.2} of it; target p99 <= 1 s: {}\n",
-        p99.as_secs_f64() / d99.as_secs_f64().max(1e-9),
-        p99.as_secs_f64() / 5.0,
-        if p99 <= Duration::from_secs(1) { "met" } else { "not met" }
-    );
     println!(
         "### Hollow nodes, one kubelet process (`--runtime hollow --hollow-nodes {}`)\n",
         h.nodes

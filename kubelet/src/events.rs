@@ -16,7 +16,12 @@ pub enum Kind {
     Warning,
 }
 
+#[derive(Clone)]
 pub struct Recorder {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     client: kube::Client,
     node: String,
     /// Recent events by what makes them the same, to count repeats instead of adding more.
@@ -60,20 +65,28 @@ pub fn pod_ref(pod: &Pod) -> ObjectReference {
 impl Recorder {
     pub fn new(client: kube::Client, node: &str) -> Recorder {
         Recorder {
-            client,
-            node: node.to_string(),
-            seen: Mutex::new(HashMap::new()),
+            inner: std::sync::Arc::new(Inner {
+                client,
+                node: node.to_string(),
+                seen: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
-    /// Records an event; failures are logged, never returned, as recording must not hold
-    /// up the work it reports on.
+    /// Records an event in the background: the write never holds up the work it reports on,
+    /// and a failure is only logged, as upstream's recorder does.
     pub async fn record(&self, object: &ObjectReference, kind: Kind, reason: &str, message: &str) {
-        if let Err(e) = self.try_record(object, kind, reason, message).await {
-            tracing::debug!(reason, error = %e, "recording event");
-        }
+        let inner = self.inner.clone();
+        let (object, reason, message) = (object.clone(), reason.to_string(), message.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = inner.try_record(&object, kind, &reason, &message).await {
+                tracing::debug!(reason, error = %e, "recording event");
+            }
+        });
     }
+}
 
+impl Inner {
     async fn try_record(
         &self,
         object: &ObjectReference,

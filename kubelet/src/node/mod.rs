@@ -256,10 +256,17 @@ impl NodeAgent {
 
     /// One round of the status loop: post the status if it changed or `force`.
     pub async fn sync_status(&self, force: bool) -> kube::Result<bool> {
-        let current = self
+        // From the apiserver's cache; a node registered a moment ago may not be there yet.
+        let current = match self
             .api()
             .get_with(&self.settings.name, &GetParams::any())
-            .await?;
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                self.api().get(&self.settings.name).await?
+            }
+            other => other?,
+        };
         let new = self.compute(current.status.as_ref()).await;
         let changed = current
             .status

@@ -28,6 +28,8 @@ pub struct Prepared {
 pub struct Sandbox {
     pub id: String,
     pub config: api::PodSandboxConfig,
+    /// The pod's IPs, primary first.
+    pub ips: Vec<String>,
 }
 
 /// A step that failed, as the Event to record.
@@ -259,7 +261,7 @@ pub async fn start_container(
         }
     };
     let (image_uid, image_user) = image_user(shared, &image_ref).await;
-    let ips = pod_ips(shared, pod).await;
+    let ips = sandbox.ips.clone();
     let host_ips = shared.host_ips();
     let services = shared.services.state();
     let services: Vec<_> = services.iter().map(|s| (**s).clone()).collect();

@@ -245,6 +245,7 @@ async fn ensure_sandbox(
             Ok((config, _)) => Some(Sandbox {
                 id: s.id.clone(),
                 config,
+                ips: rt.pod_ips(),
             }),
             Err(e) => {
                 out.wake(Duration::from_secs(2));
@@ -293,10 +294,30 @@ async fn ensure_sandbox(
         })
         .await
     {
-        Ok(r) => Some(Sandbox {
-            id: r.pod_sandbox_id,
-            config,
-        }),
+        Ok(r) => {
+            let ips = shared
+                .runtime
+                .pod_sandbox_status(api::PodSandboxStatusRequest {
+                    pod_sandbox_id: r.pod_sandbox_id.clone(),
+                    verbose: false,
+                })
+                .await
+                .ok()
+                .and_then(|st| st.status)
+                .and_then(|st| st.network)
+                .map(|n| {
+                    std::iter::once(n.ip)
+                        .chain(n.additional_ips.into_iter().map(|i| i.ip))
+                        .filter(|ip| !ip.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(Sandbox {
+                id: r.pod_sandbox_id,
+                config,
+                ips,
+            })
+        }
         Err(e) => {
             shared
                 .events

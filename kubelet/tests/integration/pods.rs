@@ -72,10 +72,22 @@ async fn pod_runs_reports_status_and_goes_on_delete() {
         .join("pod-logs")
         .join(format!("default_hello_{uid}"))
         .join("main/0.log");
-    let text = std::fs::read_to_string(&log).expect("log file");
+    // Running is reported once the process started; its output follows.
+    let written = async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains('\n') {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let text = tokio::time::timeout(support::GUARD, written)
+        .await
+        .expect("log written");
     assert!(text.contains("stdout F hello from hello"), "{text}");
     // And the same through the apiserver and the kubelet's server, with the real kubectl.
-    let out = n.server.kubectl(&["logs", "hello"]).await.expect_ok("logs");
+    let out = n.logs_until(&["logs", "hello"], |o| !o.is_empty()).await;
     assert_eq!(out, "hello from hello\n");
     let out = n
         .server
@@ -144,32 +156,38 @@ async fn failing_liveness_probe_restarts_the_container() {
         .kubectl(&["logs", "live", "--previous"])
         .await
         .expect_ok("logs --previous");
-    let current = n.server.kubectl(&["logs", "live"]).await.expect_ok("logs");
+    let current = n.logs_until(&["logs", "live"], |o| !o.is_empty()).await;
     assert!(previous.starts_with("run "), "{previous}");
     assert!(current.starts_with("run "), "{current}");
     assert_ne!(previous, current);
     let events: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(n.client.clone(), "default");
-    let reasons: Vec<String> = events
-        .list(&Default::default())
+    // Events are written in the background; wait for both.
+    let both = async {
+        loop {
+            let reasons: Vec<String> = events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter_map(|e| e.reason.zip(e.message).map(|(r, m)| format!("{r}: {m}")))
+                .collect();
+            let unhealthy = reasons
+                .iter()
+                .any(|r| r.starts_with("Unhealthy: Liveness probe failed"));
+            let killing = reasons
+                .iter()
+                .any(|r| r == "Killing: Container main failed liveness probe, will be restarted");
+            if unhealthy && killing {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(support::GUARD, both)
         .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason.zip(e.message).map(|(r, m)| format!("{r}: {m}")))
-        .collect();
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("Unhealthy: Liveness probe failed")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r == "Killing: Container main failed liveness probe, will be restarted"),
-        "{reasons:?}"
-    );
+        .expect("Unhealthy and Killing events");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,10 +321,10 @@ async fn static_pods_run_from_files_with_mirror_pods() {
         ("Node", "node-1")
     );
     let out = n
-        .server
-        .kubectl(&["logs", "-n", "kube-system", "web-node-1"])
-        .await
-        .expect_ok("logs of a static pod");
+        .logs_until(&["logs", "-n", "kube-system", "web-node-1"], |o| {
+            !o.is_empty()
+        })
+        .await;
     assert_eq!(out, "static\n");
 
     // Deleting the mirror only brings it back; the static pod keeps running.
@@ -391,10 +409,8 @@ async fn ephemeral_containers_run_once_in_the_pod() {
     );
     // It shares the target's process namespace: it sees the target's sleep.
     let out = n
-        .server
-        .kubectl(&["logs", "target", "-c", "debugger"])
-        .await
-        .expect_ok("debugger logs");
+        .logs_until(&["logs", "target", "-c", "debugger"], |o| !o.is_empty())
+        .await;
     assert_eq!(out.trim(), "1", "{out}");
 }
 
@@ -518,4 +534,87 @@ async fn pod_ip_and_host_port_reach_the_container() {
         .await
         .expect("hostPort");
     assert!(via_host.contains("served-by-pod"), "{via_host}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_token_is_mounted_and_authenticates() {
+    // ServiceAccount admission on, as in a real cluster: the pod gets kube-api-access-*.
+    let server =
+        ferrokube_testkit::TestServer::start_configured(|c| c.disable_admission_plugins.clear())
+            .await;
+    let client = server.client().await;
+    let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(client.clone(), "default");
+    sas.create(
+        &Default::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ca = std::fs::read_to_string(server.path("pki").join("ca.crt")).unwrap();
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), "default");
+    cms.create(
+        &Default::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let n = support::node_on(server, |_| {}).await;
+    n.wait_pod_node_ready().await;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "sa"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "main",
+                    "image": BUSYBOX,
+                    "command": ["sh", "-c", "cd /var/run/secrets/kubernetes.io/serviceaccount && cat namespace && echo && head -n 1 ca.crt && cat token && echo && exec sleep 3600"],
+                }],
+            },
+        }),
+    )
+    .await;
+    n.wait_pod("default", "sa", "Running", |p| phase(p) == "Running")
+        .await;
+    // Running is reported once the process started; its output follows.
+    let all_lines = async {
+        loop {
+            let out = n.server.kubectl(&["logs", "sa"]).await.expect_ok("logs");
+            if out.lines().count() >= 3 {
+                return out;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let out = tokio::time::timeout(support::GUARD, all_lines)
+        .await
+        .expect("the container's output");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("default"));
+    assert_eq!(lines.next(), Some("-----BEGIN CERTIFICATE-----"));
+    let token = lines.next().expect("token").to_string();
+    let who = n
+        .server
+        .kubectl(&[
+            "auth",
+            "whoami",
+            "--token",
+            &token,
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            &n.server.url,
+            "--insecure-skip-tls-verify",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .await
+        .expect_ok("whoami with the pod's token");
+    assert_eq!(who, "system:serviceaccount:default:default");
 }

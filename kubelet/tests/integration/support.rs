@@ -34,7 +34,11 @@ pub async fn node() -> Node {
 
 /// A node whose KubeletConfiguration `edit` adjusts first.
 pub async fn node_with(edit: impl FnOnce(&mut KubeletConfiguration)) -> Node {
-    let server = TestServer::start().await;
+    node_on(TestServer::start().await, edit).await
+}
+
+/// A node of the apiserver `server`.
+pub async fn node_on(server: TestServer, edit: impl FnOnce(&mut KubeletConfiguration)) -> Node {
     let containerd = Containerd::start().await;
     let client = server.client().await;
     let root = tempfile::tempdir().expect("root dir");
@@ -191,5 +195,24 @@ impl Node {
             .await
             .expect("node Ready")
             .expect("watch");
+    }
+}
+
+impl Node {
+    /// `kubectl <args>` until its output satisfies `cond` (a container's output lands in
+    /// its log a moment after the container is reported running).
+    pub async fn logs_until(&self, args: &[&str], cond: impl Fn(&str) -> bool) -> String {
+        let wait = async {
+            loop {
+                let out = self.server.kubectl(args).await.expect_ok("kubectl logs");
+                if cond(&out) {
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::time::timeout(GUARD, wait)
+            .await
+            .expect("expected log output")
     }
 }

@@ -169,6 +169,7 @@ pub async fn start(
         node_resources,
         services: opts.services.clone(),
         evictions: Default::default(),
+        stats: crate::stats::NodeSampler::new(&opts.dirs.root),
         client: client.clone(),
         runtime,
         runtime_name,

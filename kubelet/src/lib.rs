@@ -15,4 +15,5 @@ pub mod pods;
 pub mod prober;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod volumes;

@@ -430,6 +430,7 @@ async fn remote_command(
     };
     tokio::select! {
         outcome = finished => outcome,
+        // Never taken: the input pump waits forever once the client's reader is gone.
         _ = pump_input => Outcome::Error("input ended".into()),
     }
 }

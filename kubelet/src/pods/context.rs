@@ -50,6 +50,8 @@ pub struct Shared {
     pub node_resources: NodeResources,
     /// Every Service, for the containers' service environment variables.
     pub services: Store<Service>,
+    /// The node-level samples of the Summary API.
+    pub stats: crate::stats::NodeSampler,
     /// Pods the eviction manager chose, with the message their status will carry.
     pub evictions: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }

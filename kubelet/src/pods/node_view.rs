@@ -107,6 +107,19 @@ impl NodeView for PodsView {
             .map(|p| self.with_status((*p).clone()))
     }
 
+    async fn summary(&self, only_cpu_and_memory: bool) -> Result<serde_json::Value, String> {
+        let shared = &self.0.shared;
+        Ok(crate::stats::summary(
+            &shared.stats,
+            shared.runtime.as_ref(),
+            &shared.node_name,
+            &self.pods(),
+            &shared.settings.dirs.pod_logs,
+            only_cpu_and_memory,
+        )
+        .await)
+    }
+
     async fn container_log(
         &self,
         pod: &Pod,

@@ -12,7 +12,7 @@
 //! | `/containerLogs/{namespace}/{pod}/{container}` | a container's log, `PodLogOptions` in the query |
 //! | `/logs/` | the files under the log directory (`/var/log`), as Go's `http.FileServer` |
 //! | `/metrics` | Prometheus text |
-//! | `/stats/` | not served yet: 501 |
+//! | `/stats/summary` | the Summary API: node and pod CPU, memory and filesystem use |
 //! | `/exec/`, `/attach/`, `/portForward/` | upgrades proxied to the runtime's streaming server |
 //! | `/run/` | a command's output |
 //!
@@ -82,6 +82,12 @@ pub trait NodeView: Send + Sync + 'static {
     /// The `syncloop` health check of `/healthz`.
     fn sync_loop_health(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The Summary API's document (stats/v1alpha1 `Summary`), the node and its pods.
+    async fn summary(&self, only_cpu_and_memory: bool) -> Result<serde_json::Value, String> {
+        let _ = only_cpu_and_memory;
+        Err("this node keeps no stats".into())
     }
 
     /// The runtime's streaming URL for running `command` in the running `container` of
@@ -368,10 +374,10 @@ async fn route(ctx: &Arc<Ctx>, req: Req) -> Response<Body> {
                 .body(full(body))
                 .unwrap_or_else(|_| Response::new(full("")))
         }),
-        "stats" => text(
-            StatusCode::NOT_IMPLEMENTED,
-            "the stats API (/stats/summary) is not implemented by this kubelet yet",
-        ),
+        "stats" if path == "/stats/summary" || path == "/stats/summary/" => match only_get(&req) {
+            Some(r) => r,
+            None => summary(ctx, &req).await,
+        },
         "exec" | "attach" | "portForward" | "run" => streaming::serve(ctx, req, &first).await,
         _ => text(StatusCode::NOT_FOUND, "404: Page Not Found"),
     }
@@ -451,6 +457,27 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A plain-text answer, as Go's `http.Error` and go-restful's `WriteErrorString` give.
+/// `/stats/summary[?only_cpu_and_memory=true]`.
+async fn summary(ctx: &Arc<Ctx>, req: &Req) -> Response<Body> {
+    let only = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == "only_cpu_and_memory=true");
+    match ctx.node.summary(only).await {
+        Ok(doc) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(full(doc.to_string()))
+            .unwrap_or_else(|_| Response::new(full(""))),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Internal Error: {e}"),
+        ),
+    }
+}
+
 fn text(status: StatusCode, message: &str) -> Response<Body> {
     Response::builder()
         .status(status)

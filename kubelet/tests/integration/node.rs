@@ -112,3 +112,55 @@ async fn node_registers_heartbeats_and_goes_not_ready_when_the_kubelet_stops() {
     assert!(printed.contains("NotReady"), "{printed}");
     controller.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_summary_reports_the_node_and_its_pods() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    n.create_pod(
+        "default",
+        serde_json::json!({
+            "metadata": {"name": "busy"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/busybox:1.36.1-1", "command": ["sh", "-c", "exec sleep 3600"]}],
+            },
+        }),
+    )
+    .await;
+    n.wait_pod("default", "busy", "Running", |p| {
+        support::phase(p) == "Running"
+    })
+    .await;
+    let raw = n
+        .server
+        .kubectl(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])
+        .await
+        .expect_ok("stats/summary");
+    let doc: serde_json::Value = serde_json::from_str(&raw).expect("json");
+    assert_eq!(doc["node"]["nodeName"], "node-1");
+    assert!(doc["node"]["memory"]["availableBytes"].as_u64().unwrap() > 0);
+    assert!(doc["node"]["fs"]["capacityBytes"].as_u64().unwrap() > 0);
+    let pod = doc["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "busy")
+        .expect("the pod in the summary");
+    assert_eq!(pod["containers"][0]["name"], "c");
+    assert!(
+        pod["memory"]["workingSetBytes"].as_u64().unwrap() > 0,
+        "{pod}"
+    );
+    let only = n
+        .server
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/nodes/node-1/proxy/stats/summary?only_cpu_and_memory=true",
+        ])
+        .await
+        .expect_ok("stats/summary cpu and memory");
+    let only: serde_json::Value = serde_json::from_str(&only).unwrap();
+    assert!(only["node"].get("fs").is_none());
+}

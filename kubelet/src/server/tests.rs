@@ -375,13 +375,15 @@ async fn endpoints() {
     assert!(body.contains("[+]syncloop ok\n") && body.ends_with("healthz check passed\n"));
     assert_eq!(h.get("/healthz/ping", As::Cert).await.2, "ok");
 
+    // A view without stats answers the Summary API with an internal error.
     let (code, headers, body) = h.get("/stats/summary", As::Cert).await;
-    assert_eq!(code, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(headers["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/plain"));
-    assert!(body.contains("not implemented"), "{body}");
+    assert!(body.contains("keeps no stats"), "{body}");
+    assert_eq!(h.get("/stats/other", As::Cert).await.0, StatusCode::NOT_FOUND);
     assert_eq!(h.get("/nothing", As::Cert).await.0, StatusCode::NOT_FOUND);
     let resp = h.send("POST", "/pods", As::Cert).await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -383,7 +383,10 @@ async fn endpoints() {
         .unwrap()
         .starts_with("text/plain"));
     assert!(body.contains("keeps no stats"), "{body}");
-    assert_eq!(h.get("/stats/other", As::Cert).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/stats/other", As::Cert).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(h.get("/nothing", As::Cert).await.0, StatusCode::NOT_FOUND);
     let resp = h.send("POST", "/pods", As::Cert).await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);

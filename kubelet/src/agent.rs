@@ -169,6 +169,8 @@ pub async fn start(
         node_resources,
         services: opts.services.clone(),
         evictions: Default::default(),
+        admitted: Default::default(),
+        pressure: agent.pressure(),
         stats: crate::stats::NodeSampler::new(&opts.dirs.root),
         client: client.clone(),
         runtime,

@@ -148,8 +148,8 @@ impl EvictionManager {
             .pods
             .active_pods()
             .into_iter()
-            // Static pods are critical to the node: upstream never evicts them.
-            .filter(|p| !crate::pods::static_pods::is_static(p))
+            // Critical pods (static ones, system priorities): upstream never evicts them.
+            .filter(|p| !crate::container::resources::is_critical_pod(p))
             .map(|pod| {
                 let used = pod
                     .metadata

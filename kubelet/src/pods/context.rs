@@ -50,6 +50,11 @@ pub struct Shared {
     pub node_resources: NodeResources,
     /// Every Service, for the containers' service environment variables.
     pub services: Store<Service>,
+    /// Pods admitted to the node, by uid: what a new pod must fit beside.
+    pub admitted:
+        std::sync::Mutex<std::collections::HashMap<String, k8s_openapi::api::core::v1::Pod>>,
+    /// The node's pressure conditions, for admission.
+    pub pressure: Arc<crate::eviction::Pressure>,
     /// The node-level samples of the Summary API.
     pub stats: crate::stats::NodeSampler,
     /// Pods the eviction manager chose, with the message their status will carry.

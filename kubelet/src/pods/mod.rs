@@ -2,6 +2,7 @@
 //! runtime (upstream's PLEG) wakes the worker of any pod whose containers changed, and
 //! removes what the runtime still runs for pods the node no longer has.
 
+pub mod admission;
 pub mod api_status;
 pub mod assemble;
 pub mod backoff;

@@ -100,6 +100,12 @@ async fn step(shared: &Shared, pod: &Pod) -> Duration {
     let reported = shared.status.get(&uid).and_then(|s| s.phase);
     let phase = reported.or_else(|| pod.status.as_ref().and_then(|s| s.phase.clone()));
     if is_terminal(phase.as_deref()) {
+        // A finished pod no longer holds its share of the node.
+        shared
+            .admitted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&uid);
         // Finished: nothing runs again, but the status and logs stay until deletion.
         if let Ok(rt) = runtime_state::read(shared.runtime.as_ref(), &uid).await {
             if rt.any_running() || rt.ready_sandbox().is_some() {
@@ -107,6 +113,28 @@ async fn step(shared: &Shared, pod: &Pod) -> Duration {
             }
         }
         sync::report(shared, pod, &Outcome::default()).await;
+        return shared.settings.resync;
+    }
+    if let Err(rejection) = admit(shared, pod).await {
+        shared
+            .events
+            .record(
+                &crate::events::pod_ref(pod),
+                crate::events::Kind::Warning,
+                &rejection.reason,
+                &rejection.message,
+            )
+            .await;
+        let outcome = Outcome {
+            terminal: Some(Terminal {
+                phase: "Failed",
+                reason: rejection.reason,
+                message: format!("Pod was rejected: {}", rejection.message),
+                disruption: false,
+            }),
+            ..Default::default()
+        };
+        sync::report(shared, pod, &outcome).await;
         return shared.settings.resync;
     }
     let outcome = sync::sync(shared, pod).await;
@@ -117,6 +145,40 @@ async fn step(shared: &Shared, pod: &Pod) -> Duration {
     sync::report(shared, pod, &outcome).await;
     let resync = shared.settings.resync;
     outcome.wake_in.map_or(resync, |w| w.min(resync))
+}
+
+/// Admits the pod once: pods the runtime already runs (the kubelet restarted) are kept,
+/// others must pass the node's admission against the pods admitted before them.
+async fn admit(shared: &Shared, pod: &Pod) -> Result<(), super::admission::Rejection> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if shared
+        .admitted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&uid)
+    {
+        return Ok(());
+    }
+    let running = runtime_state::read(shared.runtime.as_ref(), &uid)
+        .await
+        .is_ok_and(|rt| !rt.sandboxes.is_empty());
+    let node = shared.node.borrow().clone();
+    let mut admitted = shared.admitted.lock().unwrap_or_else(|e| e.into_inner());
+    if !running {
+        if let Some(node) = node {
+            let others: Vec<Pod> = admitted.values().cloned().collect();
+            let pressure = &shared.pressure;
+            super::admission::admit(
+                pod,
+                &node,
+                &others,
+                pressure.memory.load(std::sync::atomic::Ordering::Relaxed),
+                pressure.disk.load(std::sync::atomic::Ordering::Relaxed),
+            )?;
+        }
+    }
+    admitted.insert(uid, pod.clone());
+    Ok(())
 }
 
 /// A deleted pod: stop it within its grace period, report it finished, clean up, and let
@@ -177,5 +239,10 @@ async fn cleanup(shared: &Shared, pod: &Pod, rt: &runtime_state::PodRuntime) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     kill::remove_pod(shared, rt).await;
     assemble::release(shared, pod).await;
+    shared
+        .admitted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&uid);
     shared.backoff.forget_pod(&uid);
 }

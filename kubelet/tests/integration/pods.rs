@@ -444,7 +444,13 @@ async fn memory_pressure_evicts_pods_but_not_static_ones() {
             "metadata": {"name": "victim"},
             "spec": {
                 "terminationGracePeriodSeconds": 30,
-                "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                // Burstable: admitted under memory pressure (BestEffort pods are turned away).
+                "containers": [{
+                    "name": "main",
+                    "image": BUSYBOX,
+                    "command": ["sleep", "3600"],
+                    "resources": {"requests": {"cpu": "10m"}},
+                }],
             },
         }),
     )
@@ -617,4 +623,29 @@ async fn service_account_token_is_mounted_and_authenticates() {
         .await
         .expect_ok("whoami with the pod's token");
     assert_eq!(who, "system:serviceaccount:default:default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_does_not_fit_is_rejected_by_the_node() {
+    let n = support::node().await;
+    n.wait_pod_node_ready().await;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "huge"},
+            "spec": {"containers": [{"name": "c", "image": BUSYBOX, "resources": {"requests": {"cpu": "1000"}}}]},
+        }),
+    )
+    .await;
+    let p = n
+        .wait_pod("default", "huge", "rejection", |p| phase(p) == "Failed")
+        .await;
+    let st = p.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("OutOfcpu"));
+    let message = st.message.unwrap();
+    assert!(
+        message.starts_with("Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: 0, capacity: "),
+        "{message}"
+    );
+    assert!(n.containerd.task_ids().is_empty(), "nothing ran");
 }

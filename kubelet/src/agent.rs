@@ -194,8 +194,26 @@ pub async fn start(
     tasks.push(tokio::spawn(shared.status.clone().run()));
     tasks.push(tokio::spawn(pods.clone().run_source()));
     tasks.push(tokio::spawn(pods.clone().run_pleg(opts.pleg_period)));
-    // Hollow nodes have no resources of their own to run short of.
+    // Hollow nodes have no resources of their own to run short of, nor logs.
     if real_node {
+        let max_size = ferrokube_common::quantity::Quantity::parse(&cfg.container_log_max_size)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid containerLogMaxSize {:?}",
+                    cfg.container_log_max_size
+                )
+            })?
+            .value();
+        if cfg.container_log_max_files < 2 {
+            anyhow::bail!("invalid configuration: containerLogMaxFiles must be greater than 1");
+        }
+        let rotation = crate::log_rotation::LogRotation {
+            runtime: shared.runtime.clone(),
+            max_size: u64::try_from(max_size).unwrap_or(0),
+            max_files: cfg.container_log_max_files,
+            period: cfg.container_log_monitor_interval,
+        };
+        tasks.push(tokio::spawn(rotation.run()));
         let thresholds = crate::eviction::signals::parse_thresholds(&cfg.eviction_hard)
             .map_err(|e| anyhow::anyhow!("evictionHard: {e}"))?;
         let manager = crate::eviction::EvictionManager {

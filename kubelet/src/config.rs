@@ -60,6 +60,10 @@ pub struct KubeletConfiguration {
     #[serde(with = "duration_text")]
     pub eviction_monitoring_period: Duration,
     pub allowed_unsafe_sysctls: Vec<String>,
+    pub container_log_max_size: String,
+    pub container_log_max_files: usize,
+    #[serde(with = "duration_text")]
+    pub container_log_monitor_interval: Duration,
     pub hairpin_mode: String,
     pub fail_swap_on: bool,
 }
@@ -159,6 +163,9 @@ impl Default for KubeletConfiguration {
             eviction_pressure_transition_period: Duration::from_secs(300),
             eviction_monitoring_period: Duration::from_secs(10),
             allowed_unsafe_sysctls: Vec::new(),
+            container_log_max_size: "10Mi".into(),
+            container_log_max_files: 5,
+            container_log_monitor_interval: Duration::from_secs(10),
             hairpin_mode: "promiscuous-bridge".into(),
             fail_swap_on: true,
         }

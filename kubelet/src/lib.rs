@@ -9,6 +9,7 @@ pub mod events;
 pub mod eviction;
 pub mod hooks;
 pub mod images;
+pub mod log_rotation;
 pub mod logs;
 pub mod node;
 pub mod pods;

@@ -649,3 +649,69 @@ async fn a_pod_that_does_not_fit_is_rejected_by_the_node() {
     );
     assert!(n.containerd.task_ids().is_empty(), "nothing ran");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_logs_are_rotated_and_pruned() {
+    let n = support::node_with(|c| {
+        c.container_log_max_size = "2Ki".into();
+        c.container_log_max_files = 3;
+        c.container_log_monitor_interval = std::time::Duration::from_millis(300);
+    })
+    .await;
+    n.wait_pod_node_ready().await;
+    let pod = n
+        .create_pod(
+            "default",
+            json!({
+                "metadata": {"name": "chatty"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "main",
+                        "image": BUSYBOX,
+                        "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line $i padding-padding-padding-padding-padding; sleep 0.01; done"],
+                    }],
+                },
+            }),
+        )
+        .await;
+    let uid = pod.metadata.uid.unwrap();
+    let dir = n
+        .root
+        .path()
+        .join("pod-logs")
+        .join(format!("default_chatty_{uid}"))
+        .join("main");
+    // Wait until rotation has pruned: the live file and at most two rotated ones.
+    let rotated = async {
+        loop {
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let old = names.iter().filter(|n| n.starts_with("0.log.")).count();
+            if old == 2 {
+                return names;
+            }
+            assert!(
+                old <= 2,
+                "more rotated files than containerLogMaxFiles allows: {names:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let names = tokio::time::timeout(support::GUARD, rotated)
+        .await
+        .expect("rotation");
+    assert!(names.contains(&"0.log".to_string()), "{names:?}");
+    // The live file goes on after the reopen and `kubectl logs` reads it.
+    let out = n
+        .logs_until(&["logs", "chatty", "--tail", "1"], |o| {
+            o.starts_with("line ")
+        })
+        .await;
+    assert!(out.starts_with("line "), "{out}");
+}

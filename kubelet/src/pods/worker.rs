@@ -47,10 +47,9 @@ pub async fn run(
         };
         tokio::select! {
             changed = rx.changed() => {
+                // The pod manager is gone (the kubelet is stopping): leave the pod running,
+                // as a kubelet that exits does; only an explicit None removes it.
                 if changed.is_err() {
-                    if let Some(pod) = last {
-                        remove(&shared, &pod).await;
-                    }
                     return;
                 }
             }

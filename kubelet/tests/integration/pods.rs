@@ -715,3 +715,69 @@ async fn container_logs_are_rotated_and_pruned() {
         .await;
     assert!(out.starts_with("line "), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_kubelet_adopts_running_pods() {
+    let mut n = support::node().await;
+    n.wait_pod_node_ready().await;
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "survivor"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": BUSYBOX, "command": ["sh", "-c", "exec sleep 3600"]}],
+            },
+        }),
+    )
+    .await;
+    let before = n
+        .wait_pod("default", "survivor", "Running", |p| {
+            phase(p) == "Running" && ready(p)
+        })
+        .await;
+    let id = |p: &k8s_openapi::api::core::v1::Pod| {
+        p.status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .container_id
+            .clone()
+    };
+    let tasks = n.containerd.task_ids();
+    n.restart_kubelet().await;
+    // A pod created after the restart runs too, so the new kubelet has synced by then.
+    n.create_pod(
+        "default",
+        json!({
+            "metadata": {"name": "after"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": BUSYBOX, "command": ["sh", "-c", "exec sleep 3600"]}],
+            },
+        }),
+    )
+    .await;
+    n.wait_pod("default", "after", "Running", |p| phase(p) == "Running")
+        .await;
+    let after = n.pods("default").get("survivor").await.unwrap();
+    assert_eq!(phase(&after), "Running");
+    assert_eq!(id(&after), id(&before), "the same container, not a new one");
+    assert_eq!(
+        after.status.unwrap().container_statuses.unwrap()[0].restart_count,
+        0
+    );
+    for t in tasks {
+        assert!(
+            n.containerd.task_ids().contains(&t),
+            "task {t} survived the restart"
+        );
+    }
+    n.pods("default")
+        .delete("survivor", &Default::default())
+        .await
+        .unwrap();
+    n.wait_gone("default", "survivor").await;
+}

@@ -22,6 +22,8 @@ pub struct Node {
     pub name: String,
     pub client: kube::Client,
     pub root: tempfile::TempDir,
+    pub config: KubeletConfiguration,
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
     // Dropped last: the containerd after the kubelet, the apiserver after both.
     pub containerd: Containerd,
     pub server: TestServer,
@@ -79,14 +81,45 @@ pub async fn node_on(server: TestServer, edit: impl FnOnce(&mut KubeletConfigura
         .expect("kubelet client config");
     let (services, services_task) = agent::services(client.clone());
     let name = "node-1".to_string();
-    let running = agent::start(
+    let running = start_kubelet(
+        &client,
+        &containerd,
+        root.path(),
+        &name,
+        &config,
+        services.clone(),
+    )
+    .await;
+    Node {
+        node: Some(running),
+        name,
+        client,
+        root,
+        config,
+        services,
+        containerd,
+        server,
+        _services: services_task,
+    }
+}
+
+/// Starts the kubelet's loops for `name` on `containerd`, keeping its state under `root`.
+async fn start_kubelet(
+    client: &kube::Client,
+    containerd: &Containerd,
+    root: &std::path::Path,
+    name: &str,
+    config: &KubeletConfiguration,
+    services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
+) -> RunningNode {
+    agent::start(
         client.clone(),
         std::sync::Arc::new(CriRuntime::connect(&containerd.endpoint()).expect("cri")),
         NodeOptions {
-            name: name.clone(),
+            name: name.to_string(),
             node_ip: Some("127.0.0.1".into()),
-            config,
-            dirs: Dirs::new(root.path()),
+            config: config.clone(),
+            dirs: Dirs::new(root),
             network: Network::Cni {
                 conf_dir: containerd.cni_conf_dir.clone(),
                 bridge: containerd.bridge.clone(),
@@ -98,19 +131,28 @@ pub async fn node_on(server: TestServer, edit: impl FnOnce(&mut KubeletConfigura
         },
     )
     .await
-    .expect("kubelet");
-    Node {
-        node: Some(running),
-        name,
-        client,
-        root,
-        containerd,
-        server,
-        _services: services_task,
-    }
+    .expect("kubelet")
 }
 
 impl Node {
+    /// Stops the kubelet as a crash would (containers keep running) and starts a new one on
+    /// the same state.
+    pub async fn restart_kubelet(&mut self) {
+        if let Some(running) = self.node.take() {
+            running.stop();
+        }
+        let running = start_kubelet(
+            &self.client,
+            &self.containerd,
+            self.root.path(),
+            &self.name,
+            &self.config,
+            self.services.clone(),
+        )
+        .await;
+        self.node = Some(running);
+    }
+
     pub fn pods(&self, ns: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), ns)
     }

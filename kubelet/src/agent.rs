@@ -214,6 +214,25 @@ pub async fn start(
             period: cfg.container_log_monitor_interval,
         };
         tasks.push(tokio::spawn(rotation.run()));
+        if cfg.image_gc_low_threshold_percent >= cfg.image_gc_high_threshold_percent
+            || cfg.image_gc_high_threshold_percent > 100
+        {
+            anyhow::bail!(
+                "invalid configuration: imageGCLowThresholdPercent ({}) must be less than imageGCHighThresholdPercent ({})",
+                cfg.image_gc_low_threshold_percent,
+                cfg.image_gc_high_threshold_percent
+            );
+        }
+        let gc = crate::image_gc::ImageGc {
+            runtime: shared.runtime.clone(),
+            image_fs: opts.dirs.root.clone(),
+            high_percent: cfg.image_gc_high_threshold_percent,
+            low_percent: cfg.image_gc_low_threshold_percent,
+            minimum_age: cfg.image_minimum_gc_age,
+            period: cfg.image_gc_period,
+            sandbox_image: "registry.k8s.io/pause:3.10".into(),
+        };
+        tasks.push(tokio::spawn(gc.run()));
         let thresholds = crate::eviction::signals::parse_thresholds(&cfg.eviction_hard)
             .map_err(|e| anyhow::anyhow!("evictionHard: {e}"))?;
         let manager = crate::eviction::EvictionManager {

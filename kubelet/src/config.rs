@@ -60,6 +60,13 @@ pub struct KubeletConfiguration {
     #[serde(with = "duration_text")]
     pub eviction_monitoring_period: Duration,
     pub allowed_unsafe_sysctls: Vec<String>,
+    pub image_gc_high_threshold_percent: u8,
+    pub image_gc_low_threshold_percent: u8,
+    #[serde(with = "duration_text")]
+    pub image_minimum_gc_age: Duration,
+    /// How often image GC runs (upstream's fixed 5 minutes; a config field here).
+    #[serde(with = "duration_text")]
+    pub image_gc_period: Duration,
     pub container_log_max_size: String,
     pub container_log_max_files: usize,
     #[serde(with = "duration_text")]
@@ -163,6 +170,10 @@ impl Default for KubeletConfiguration {
             eviction_pressure_transition_period: Duration::from_secs(300),
             eviction_monitoring_period: Duration::from_secs(10),
             allowed_unsafe_sysctls: Vec::new(),
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_minimum_gc_age: Duration::from_secs(120),
+            image_gc_period: Duration::from_secs(300),
             container_log_max_size: "10Mi".into(),
             container_log_max_files: 5,
             container_log_monitor_interval: Duration::from_secs(10),

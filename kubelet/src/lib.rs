@@ -8,6 +8,7 @@ pub mod container;
 pub mod events;
 pub mod eviction;
 pub mod hooks;
+pub mod image_gc;
 pub mod images;
 pub mod log_rotation;
 pub mod logs;

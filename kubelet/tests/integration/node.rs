@@ -164,3 +164,28 @@ async fn stats_summary_reports_the_node_and_its_pods() {
     let only: serde_json::Value = serde_json::from_str(&only).unwrap();
     assert!(only["node"].get("fs").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_gc_removes_unused_images_but_not_the_sandbox_image() {
+    // Thresholds any disk passes: every unused image goes.
+    let n = support::node_with(|c| {
+        c.image_gc_high_threshold_percent = 1;
+        c.image_gc_low_threshold_percent = 0;
+        c.image_minimum_gc_age = Duration::ZERO;
+        c.image_gc_period = Duration::from_millis(300);
+    })
+    .await;
+    let gone = async {
+        loop {
+            let list = n.containerd.ctr(&["images", "ls", "-q"]);
+            if !list.contains("busybox") {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let left = tokio::time::timeout(GUARD, gone)
+        .await
+        .expect("busybox removed");
+    assert!(left.contains("registry.k8s.io/pause:3.10"), "{left}");
+}

@@ -51,6 +51,9 @@ pub async fn node_on(server: TestServer, edit: impl FnOnce(&mut KubeletConfigura
         sync_frequency: Duration::from_secs(10),
         // The test machine's free disk is not the test's business; memory keeps upstream's.
         eviction_hard: [("memory.available".to_string(), "100Mi".to_string())].into(),
+        // Nor is how full it is: images stay unless a test asks for garbage collection.
+        image_gc_high_threshold_percent: 100,
+        image_gc_low_threshold_percent: 99,
         ..Default::default()
     };
     config.port = 0;

@@ -171,7 +171,9 @@ state = "$ctd/state"
 EOF
   containerd --config "$ctd/config.toml" >"$home/containerd.log" 2>&1 &
   echo $! >"$home/containerd.pid"
-  if ! timeout 30 bash -c 'until ctr --address "$1" version >/dev/null 2>&1; do sleep 0.1; done' _ "$ctd/containerd.sock"; then
+  # containerd logs this line once its plugins are up and its sockets serve.
+  local pid; pid=$(cat "$home/containerd.pid")
+  if ! timeout 60 bash -c 'grep -q -m1 "containerd successfully booted" <(tail -n +1 -F --pid="$1" "$2" 2>/dev/null)' _ "$pid" "$home/containerd.log"; then
     echo "containerd did not start; its log:" >&2
     tail -n 30 "$home/containerd.log" >&2
     return 1

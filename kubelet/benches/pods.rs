@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use ferrokube_testkit::{Containerd, TestServer};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher::{watcher, Config, Event};
 use kubelet::agent::{self, Network, NodeOptions};
@@ -138,15 +138,7 @@ async fn startup(paced: bool) -> (Vec<Duration>, Vec<Duration>) {
     pods.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .unwrap();
-    while !pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    watch_until(pods.clone(), |items| items.is_empty()).await;
     node.stop();
 
     // Reference: the same sandboxes and containers straight through CRI.
@@ -215,6 +207,33 @@ async fn startup(paced: bool) -> (Vec<Duration>, Vec<Duration>) {
     (kubelet, direct)
 }
 
+/// Watches `api` until its objects satisfy `cond`.
+async fn watch_until<K>(api: Api<K>, cond: impl Fn(&[K]) -> bool)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let mut stream = std::pin::pin!(kube::runtime::reflector::reflector(
+        writer,
+        watcher(api, Config::default())
+    ));
+    while let Some(ev) = stream.next().await {
+        if matches!(ev, Ok(Event::InitApply(_)) | Err(_)) {
+            continue;
+        }
+        let items: Vec<K> = reader.state().iter().map(|o| (**o).clone()).collect();
+        if cond(&items) {
+            return;
+        }
+    }
+}
+
 /// User+system CPU seconds of a process so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -253,17 +272,19 @@ async fn hollow() -> Hollow {
         .expect("kubelet binary");
     let pid = child.id().expect("pid");
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    while leases
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items.len())
-        .unwrap_or(0)
-        < HOLLOW_NODES
-    {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // Let registration's burst settle before measuring the steady state.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // The steady state starts once every node has registered, taken its Lease and posted a
+    // Ready status: registration's burst is then over.
+    watch_until(leases.clone(), |l| l.len() >= HOLLOW_NODES).await;
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    watch_until(Api::<Node>::all(client.clone()), |nodes| {
+        nodes.len() >= HOLLOW_NODES && nodes.iter().all(ready)
+    })
+    .await;
     let mut last: HashMap<String, Instant> = HashMap::new();
     let mut max_gap = Duration::ZERO;
     let start = Instant::now();

@@ -14,7 +14,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -23,8 +22,6 @@ use futures::{FutureExt, Stream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio::sync::mpsc;
 
-/// How often a follower looks for new output when the file has none.
-const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// Output is sent in pieces of about this size.
 const CHUNK: usize = 32 * 1024;
 
@@ -231,6 +228,90 @@ fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
+/// Wake-ups for a follower: one is pending whenever the log file may have changed since the
+/// follower last took one.
+struct Changes {
+    /// Kept for its lifetime: dropping it stops the notifications.
+    _watcher: notify::RecommendedWatcher,
+    rx: mpsc::Receiver<()>,
+}
+
+impl Changes {
+    /// Starts watching for changes to the file at `path` (a canonical path, as the watcher
+    /// reports them). Blocks until the watcher's thread has registered the watch.
+    fn watch(path: &Path) -> io::Result<Changes> {
+        use notify::{EventKind, RecursiveMode, Watcher};
+
+        let error = |e: notify::Error| {
+            let kind = match &e.kind {
+                notify::ErrorKind::Io(e) => e.kind(),
+                _ => io::ErrorKind::Other,
+            };
+            io::Error::new(
+                kind,
+                format!(
+                    "cannot follow log file {:?}: failed to watch it for changes: {e}",
+                    path.display()
+                ),
+            )
+        };
+        // The directory rather than the file: a watch on the file would stay with the old
+        // file when rotation renames it, and never see the new one created in its place.
+        let dir = path.parent().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("log file path {:?} has no directory", path.display()),
+            )
+        })?;
+        // One slot is enough: a wake-up already waiting covers every change after it, and a
+        // change while the follower reads still leaves one for its next wait.
+        let (tx, rx) = mpsc::channel(1);
+        let file = path.to_path_buf();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let wake = match event {
+                    // Notifications were dropped (the kernel's queue overflowed): any of them may
+                    // have been for this file.
+                    Ok(event) if event.need_rescan() => true,
+                    // Opening and closing, the follower's own included, change nothing to read.
+                    Ok(event) => {
+                        matches!(
+                            event.kind,
+                            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                        ) && event.paths.contains(&file)
+                    }
+                    Err(e) => {
+                        // Events may have been lost with it; looking again costs little.
+                        tracing::warn!("watching log file {}: {e}", file.display());
+                        true
+                    }
+                };
+                if wake {
+                    let _ = tx.try_send(());
+                }
+            })
+            .map_err(error)?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(error)?;
+        Ok(Changes {
+            _watcher: watcher,
+            rx,
+        })
+    }
+
+    /// Waits until the file may have changed since the last call returned.
+    async fn changed(&mut self, path: &Path) -> io::Result<()> {
+        match self.rx.recv().await {
+            Some(()) => Ok(()),
+            None => Err(io::Error::other(format!(
+                "stopped watching log file {:?} for changes",
+                path.display()
+            ))),
+        }
+    }
+}
+
 enum Flow {
     Continue,
     Done,
@@ -347,6 +428,18 @@ impl Reader {
                 ),
             )
         })?;
+        // Watching starts before the file is opened, so that anything written after a read has
+        // reached the end of the file wakes the follower, however soon it comes.
+        let mut changes = if self.opts.follow {
+            let p = path.clone();
+            Some(
+                tokio::task::spawn_blocking(move || Changes::watch(&p))
+                    .await
+                    .map_err(io::Error::other)??,
+            )
+        } else {
+            None
+        };
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -385,14 +478,17 @@ impl Reader {
                 }
                 continue;
             }
-            // End of the file, perhaps in the middle of a line.
-            if !self.opts.follow || stopping {
-                if !line.is_empty() {
-                    let l = std::mem::take(&mut line);
-                    let _ = self.entry(&l, &path).await;
+            // End of the file, perhaps in the middle of a line. Only a follower has `changes`.
+            let changes = match changes.as_mut() {
+                Some(changes) if !stopping => changes,
+                _ => {
+                    if !line.is_empty() {
+                        let l = std::mem::take(&mut line);
+                        let _ = self.entry(&l, &path).await;
+                    }
+                    break;
                 }
-                break;
-            }
+            };
             if !self.flush().await {
                 return Ok(());
             }
@@ -400,7 +496,7 @@ impl Reader {
                 biased;
                 _ = &mut stopped => stopping = true,
                 _ = self.tx.closed() => return Ok(()),
-                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                changed = changes.changed(&path) => changed?,
             }
             // A rotation renames the file and creates a new one in its place; a copy-truncate
             // rotation empties it. Finish the old file first, then go on with the new one.
@@ -455,6 +551,7 @@ mod tests {
     use super::*;
     use futures::StreamExt;
     use std::io::Write;
+    use std::time::Duration;
 
     fn write(path: &Path, lines: &[&str]) {
         let mut f = std::fs::OpenOptions::new()
@@ -633,6 +730,25 @@ mod tests {
         String::from_utf8(chunk.to_vec()).unwrap()
     }
 
+    /// Appends `text` in a single write, so that a reader sees all of it or none.
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// Reads output until it holds `want`, which it must then be.
+    async fn expect_text(out: &mut LogOutput, want: &str) {
+        let mut seen = String::new();
+        while !seen.contains(want) {
+            seen.push_str(&next_text(out).await);
+        }
+        assert_eq!(seen, want);
+    }
+
     #[tokio::test]
     async fn follow_sees_appends_rotation_and_stop() {
         let dir = tempfile::tempdir().unwrap();
@@ -650,29 +766,29 @@ mod tests {
                 let _ = stop_rx.await;
             },
         );
-        assert_eq!(next_text(&mut out).await, "two\n");
-        // A partial line is held back until the rest of it arrives.
-        write(&p, &["2024-01-01T00:00:03Z stdout P par"]);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-        write!(f, "2024-01-01T00:00:03Z stdout F ti").unwrap();
-        drop(f);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        write(&p, &["al"]);
-        let mut seen = String::new();
-        while !seen.ends_with('\n') {
-            seen.push_str(&next_text(&mut out).await);
-        }
-        assert_eq!(seen, "partial\n");
-        // Rotation: the file renamed away (its last lines still read) and a new one created.
+        expect_text(&mut out, "two\n").await;
+        // A line the runtime split (P) and the start of one not yet written out in full: output
+        // is sent at the end of the file, so seeing "par" means the follower has read the
+        // unfinished "ti" too and holds it.
+        append(
+            &p,
+            "2024-01-01T00:00:03Z stdout P par\n2024-01-01T00:00:03Z stdout F ti",
+        );
+        expect_text(&mut out, "par").await;
+        append(&p, "al\n");
+        expect_text(&mut out, "tial\n").await;
+        // Rotation: the file renamed away, written to once more under its new name (the
+        // runtime has not reopened it yet), then a new one created. The old file is finished
+        // before the new one is read.
         write(&p, &["2024-01-01T00:00:04Z stdout F last of old"]);
-        std::fs::rename(&p, dir.path().join("0.log.20240101")).unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let rotated = dir.path().join("0.log.20240101");
+        std::fs::rename(&p, &rotated).unwrap();
+        write(&rotated, &["2024-01-01T00:00:04Z stdout F late to old"]);
         write(&p, &["2024-01-01T00:00:05Z stdout F first of new"]);
-        let mut seen = String::new();
-        while !seen.contains("first of new") {
-            seen.push_str(&next_text(&mut out).await);
-        }
-        assert_eq!(seen, "last of old\nfirst of new\n");
+        expect_text(&mut out, "last of old\nlate to old\nfirst of new\n").await;
+        // Reading goes on in the new file from where it stopped.
+        write(&p, &["2024-01-01T00:00:05Z stdout F second of new"]);
+        expect_text(&mut out, "second of new\n").await;
         // Once the container stops, the rest of the file is read and the stream ends.
         write(&p, &["2024-01-01T00:00:06Z stderr F bye"]);
         stop_tx.send(()).unwrap();
@@ -712,15 +828,46 @@ mod tests {
             &p,
             LogOptions {
                 follow: true,
-                tail_lines: Some(0),
+                tail_lines: Some(1),
                 ..Default::default()
             },
             never(),
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Seen only once the follower is at the end of the file.
+        expect_text(&mut out, "five\n").await;
+        // Copy-truncate: emptied in place, then written from its start again.
         std::fs::write(&p, "").unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
         write(&p, &["2024-01-01T00:00:07Z stdout F again"]);
-        assert_eq!(next_text(&mut out).await, "again\n");
+        expect_text(&mut out, "again\n").await;
+        // Reading went on from the new end, not the old one.
+        write(&p, &["2024-01-01T00:00:08Z stdout F and again"]);
+        expect_text(&mut out, "and again\n").await;
+    }
+
+    #[tokio::test]
+    async fn follow_ends_when_the_client_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        write(&p, SAMPLE);
+        // The reader drops its `stopped` future when it ends, and this sender with it.
+        let (alive_tx, alive_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut out = read_logs(
+            &p,
+            LogOptions {
+                follow: true,
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+            async move {
+                let _alive = alive_tx;
+                never().await
+            },
+        );
+        expect_text(&mut out, "five\n").await;
+        drop(out);
+        tokio::time::timeout(Duration::from_secs(5), alive_rx)
+            .await
+            .expect("reader ends within 5s")
+            .unwrap_err();
     }
 }

@@ -2,10 +2,10 @@
 //! a temp dir, with the project's pause and busybox images imported (hack/images.sh builds
 //! them). Dropping it kills every container it ran and removes what it left on the host.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 static INSTANCES: AtomicU32 = AtomicU32::new(0);
 
@@ -19,6 +19,55 @@ pub struct Containerd {
     pub bridge: String,
     pub pod_cidr: String,
     child: Option<Child>,
+}
+
+/// containerd's event stream, one line per event: `<time> <namespace> <topic> <json>`.
+pub struct Events {
+    child: Child,
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Events {
+    /// The next event whose line satisfies `cond` (events before it are skipped).
+    pub async fn until(&mut self, cond: impl Fn(&str) -> bool) -> String {
+        while let Some(line) = self.rx.recv().await {
+            if cond(&line) {
+                return line;
+            }
+        }
+        panic!("containerd's event stream ended");
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a child's output to `path` line by line and resolves once a line contains
+/// `marker`; fails if the output ends first (the child exited).
+pub fn copy_log_until(
+    from: impl std::io::Read + Send + 'static,
+    path: PathBuf,
+    marker: &'static str,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&path).expect("log file");
+        let mut tx = Some(tx);
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(file, "{line}");
+            if line.contains(marker) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// The image archives hack/images.sh builds.
@@ -55,15 +104,20 @@ impl Containerd {
         std::fs::create_dir_all(&cni_conf_dir).expect("cni conf dir");
         let config = root.join("config.toml");
         std::fs::write(&config, config_toml(root, &socket, &cni_conf_dir)).expect("config");
-        let log = std::fs::File::create(root.join("containerd.log")).expect("log");
-        let child = Command::new("containerd")
+        let log_path = root.join("containerd.log");
+        let mut child = Command::new("containerd")
             .arg("--config")
             .arg(&config)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("containerd (Debian package containerd) must be installed");
-        let mut c = Containerd {
+        let booted = copy_log_until(
+            child.stderr.take().expect("stderr"),
+            log_path.clone(),
+            "containerd successfully booted",
+        );
+        let c = Containerd {
             socket,
             cni_conf_dir,
             bridge: format!("fkb{}n{n}", pid % 100_000),
@@ -71,28 +125,72 @@ impl Containerd {
             child: Some(child),
             dir,
         };
-        c.wait_ready().await;
+        // containerd logs this line once every plugin is up and its sockets serve.
+        if booted.await.is_err() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("containerd exited before it booted:\n{log}");
+        }
         for archive in image_archives() {
             c.ctr(&["images", "import", path_str(&archive)]);
         }
         c
     }
 
-    async fn wait_ready(&mut self) {
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                let log = std::fs::read_to_string(self.dir.path().join("containerd.log"))
-                    .unwrap_or_default();
-                panic!("containerd exited with {status}:\n{log}");
+    /// Follows containerd's event stream (`ctr events`) from now on: task exits, image
+    /// removals... Subscribe before the action whose event a test waits for; it returns once
+    /// the subscription is live.
+    pub async fn events(&self) -> Events {
+        let mut child = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .arg("events")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-            if self.socket.exists() && self.try_ctr(&["version"]).is_ok() {
-                return;
+        });
+        let mut events = Events { child, rx };
+        // `ctr events` says nothing when its subscription starts, so prove it live with an
+        // event of our own: a namespace label change. A marker sent before the subscription
+        // took is lost, hence a fresh one per attempt.
+        let ns = format!("fk-events-{}", std::process::id());
+        let _ = self.try_ctr_plain(&["namespaces", "create", &ns]);
+        for attempt in 0u32.. {
+            let marker = format!("m{attempt}");
+            let _ = self.try_ctr_plain(&["namespaces", "label", &ns, &format!("marker={marker}")]);
+            let seen = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                events.until(|l| l.contains("/namespaces/update") && l.contains(&marker)),
+            )
+            .await;
+            if seen.is_ok() {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        events
+    }
+
+    fn try_ctr_plain(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
 

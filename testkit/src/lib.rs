@@ -2,7 +2,7 @@
 //! driven by the real kubectl and by kube-rs.
 
 pub mod containerd;
-pub use containerd::Containerd;
+pub use containerd::{copy_log_until, Containerd};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -5,6 +5,7 @@ pub mod list;
 mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrokube_storage::{ListOptions, Store};
 use serde_json::Value;
@@ -17,7 +18,7 @@ use crate::meta;
 use crate::resources::{Resource, ResourceTable};
 use crate::status::{ApiError, ApiResult, Subject};
 use crate::strategy::{self, Strategy};
-use crate::watchcache::{CachedObject, WatchCache};
+use crate::watchcache::{CachedObject, EventType, WatchCache};
 
 pub struct Registry {
     pub store: Arc<dyn Store>,
@@ -100,6 +101,60 @@ impl Registry {
         };
         let obj = obj.ok_or_else(|| not_found(res, name))?;
         Ok(self.convert_out(res, obj))
+    }
+
+    /// Reads one object that some other component is about to create, waiting for it up to
+    /// `within`; NotFound if it has not appeared by then.
+    pub async fn wait_for_object(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        within: Duration,
+    ) -> ApiResult<Value> {
+        let key = self.key(res, namespace, name)?;
+        let cache = self.cache_of(res)?;
+        // Subscribed before the store is read, so a creation landing in between still arrives
+        // as an event. Only live events matter: whatever a replay holds was applied before the
+        // read, and the store already answered for it.
+        let mut live = match cache.subscribe(self.cache.revision(), false) {
+            Ok(sub) => sub.live,
+            // The cache's history moved past that revision meanwhile; a full subscription
+            // cannot fail that way.
+            Err(_) => {
+                cache
+                    .subscribe(0, true)
+                    .map_err(|_| ApiError::internal("watch cache unavailable"))?
+                    .live
+            }
+        };
+        match self.get(res, namespace, name, None).await {
+            Err(e) if e.code == 404 => {}
+            other => return other,
+        }
+        let appeared = async {
+            loop {
+                match live.recv().await {
+                    Ok(ev) if ev.object.key == key && ev.kind != EventType::Deleted => {
+                        return Ok(self.convert_out(res, ev.object.value.clone()));
+                    }
+                    Ok(_) => {}
+                    // Events were dropped, maybe the one awaited: the store knows.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        match self.get(res, namespace, name, None).await {
+                            Err(e) if e.code == 404 => {}
+                            other => return other,
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(ApiError::internal("watch cache closed"));
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(within, appeared)
+            .await
+            .unwrap_or_else(|_| Err(not_found(res, name)))
     }
 
     /// Lists objects, from the cache unless the request needs an exact snapshot.

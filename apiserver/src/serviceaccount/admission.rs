@@ -45,33 +45,31 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// The account, from the cache and then the store; the `default` account is waited for a
-/// little, since its controller creates it along with the namespace.
+/// How long a pod's create waits for its namespace's `default` account. Upstream retries
+/// its lookup nine times 100-200 ms apart; this is that, near enough, as one deadline.
+const DEFAULT_ACCOUNT_WAIT: Duration = Duration::from_millis(1500);
+
+/// The account, from the cache and then the store. The `default` account is waited for,
+/// since its controller creates it along with the namespace and a pod may come first.
 async fn service_account(reg: &Registry, namespace: &str, name: &str) -> ApiResult<Value> {
     match super::lookup(reg, "serviceaccounts", Some(namespace), name).await {
         Err(e) if e.code == 404 => {}
         other => return other,
     }
-    let res = reg
-        .table
-        .lookup("", "v1", "serviceaccounts")
-        .ok_or_else(|| ApiError::internal("serviceaccounts are not served"))?;
-    let attempts = if name == DEFAULT_SERVICE_ACCOUNT {
-        9
-    } else {
-        0
-    };
-    let interval = {
-        use rand::Rng;
-        Duration::from_millis(100 + rand::rng().random_range(0..100))
-    };
-    for _ in 0..attempts {
-        tokio::time::sleep(interval).await;
-        match reg.get(&res, Some(namespace), name, None).await {
+    if name == DEFAULT_SERVICE_ACCOUNT {
+        let res = reg
+            .table
+            .lookup("", "v1", "serviceaccounts")
+            .ok_or_else(|| ApiError::internal("serviceaccounts are not served"))?;
+        match reg
+            .wait_for_object(&res, Some(namespace), name, DEFAULT_ACCOUNT_WAIT)
+            .await
+        {
             Err(e) if e.code == 404 => {}
             other => return other,
         }
     }
+    // Upstream's message names the resource in the singular.
     Err(ApiError::not_found(Subject {
         group: "",
         resource: "serviceaccount",
@@ -488,5 +486,91 @@ mod tests {
             .message
             .contains("may not reference secrets"));
         assert!(validate_mirror(&json!({"spec": {"containers": []}})).is_ok());
+    }
+
+    /// A registry on an embedded store in `dir`, with its watch cache running.
+    async fn registry(dir: &std::path::Path) -> Registry {
+        use std::sync::Arc;
+        let store: Arc<dyn ferrokube_storage::Store> =
+            ferrokube_storage::embedded::EmbeddedStore::open(dir).unwrap();
+        let table = Arc::new(crate::resources::ResourceTable::new(
+            crate::resources::builtin_resources(),
+        ));
+        let mut prefixes: Vec<String> = table
+            .all()
+            .iter()
+            .filter_map(|r| r.key_prefix(None))
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let cache = crate::watchcache::WatchCache::start(
+            store.clone(),
+            prefixes,
+            crate::watchcache::DEFAULT_HISTORY,
+        )
+        .await
+        .unwrap();
+        Registry {
+            store,
+            table,
+            cache,
+            alloc: crate::alloc::Allocators::new(
+                crate::alloc::Cidr::parse("10.96.0.0/12").unwrap(),
+                (30000, 32767),
+            ),
+            admission: crate::admission::Plugins::without(&[]).unwrap(),
+        }
+    }
+
+    fn new_pod() -> Value {
+        json!({"metadata": {"name": "p", "namespace": "fresh"},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    }
+
+    #[tokio::test]
+    async fn admission_waits_for_the_default_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path()).await;
+        let mut pod = new_pod();
+        let mut admitted = Box::pin(admit(&reg, &mut pod));
+        // The lookups before the wait do not yield on the embedded store, so one poll gets the
+        // admission past them: the account is missing and it is waiting when the account comes.
+        assert!(futures::poll!(admitted.as_mut()).is_pending());
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": "fresh", "uid": "u1"},
+            "imagePullSecrets": [{"name": "regcred"}]});
+        let creator = tokio::spawn({
+            let store = reg.store.clone();
+            async move {
+                store
+                    .create(
+                        "/registry/serviceaccounts/fresh/default",
+                        serde_json::to_vec(&account).unwrap(),
+                    )
+                    .await
+                    .unwrap()
+            }
+        });
+        admitted.await.unwrap();
+        creator.await.unwrap();
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        // Taken from the account that arrived.
+        assert_eq!(
+            pod["spec"]["imagePullSecrets"],
+            json!([{"name": "regcred"}])
+        );
+        assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn admission_gives_up_on_a_default_account_that_never_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path()).await;
+        let err = admit(&reg, &mut new_pod()).await.unwrap_err();
+        assert_eq!(err.code, 403);
+        assert_eq!(
+            err.message,
+            "pods \"p\" is forbidden: error looking up service account fresh/default: serviceaccount \"default\" not found"
+        );
     }
 }

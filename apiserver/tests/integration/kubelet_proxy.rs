@@ -354,7 +354,10 @@ async fn kubectl_logs_through_the_kubelet() {
 fn follow(
     s: &TestServer,
     args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+) -> (
+    std::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let mut child = Command::new("/usr/bin/kubectl")
         .env("KUBECONFIG", &s.kubeconfig)
         .env("HOME", s.dir.path())
@@ -365,7 +368,8 @@ fn follow(
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // Blocking reads of the pipe: a thread of its own, so no runtime worker is held up.
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             match line {
@@ -381,31 +385,26 @@ fn follow(
     (child, rx)
 }
 
-async fn next_line(rx: &std::sync::mpsc::Receiver<String>) -> Option<String> {
-    for _ in 0..200 {
-        match rx.try_recv() {
-            Ok(l) => return Some(l),
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-        }
-    }
-    panic!("no output from kubectl logs -f in 10s");
+/// The next line kubectl prints, or None once it closed its output.
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Option<String> {
+    // Only a guard against a hung test: each line is due as soon as the kubelet writes it.
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no output from kubectl logs -f in 10s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_follow() {
     let c = cluster().await;
     // Tail counts lines of the file: the last two hold the two pieces of "third line".
-    let (mut child, rx) = follow(&c.s, &["logs", "-f", "web", "-c", "app", "--tail=2"]);
-    assert_eq!(next_line(&rx).await.as_deref(), Some("third line"));
+    let (mut child, mut rx) = follow(&c.s, &["logs", "-f", "web", "-c", "app", "--tail=2"]);
+    assert_eq!(next_line(&mut rx).await.as_deref(), Some("third line"));
     append(
         &c.current_log,
         &["2024-05-01T10:00:03Z stdout F appended while following"],
     );
     assert_eq!(
-        next_line(&rx).await.as_deref(),
+        next_line(&mut rx).await.as_deref(),
         Some("appended while following")
     );
     append(
@@ -414,8 +413,8 @@ async fn kubectl_logs_follow() {
     );
     // The container stops: the kubelet sends the rest and closes; kubectl exits.
     c.running.send(false).unwrap();
-    assert_eq!(next_line(&rx).await.as_deref(), Some("last words"));
-    assert_eq!(next_line(&rx).await, None);
+    assert_eq!(next_line(&mut rx).await.as_deref(), Some("last words"));
+    assert_eq!(next_line(&mut rx).await, None);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

@@ -4,9 +4,10 @@
 
 use base64::Engine;
 use ferrokube_testkit::{path_str, TestServer};
+use futures::TryStreamExt;
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -173,20 +174,42 @@ async fn token_review(client: &kube::Client, token: &str, audiences: Value) -> V
     body["status"].clone()
 }
 
-/// The TokenReview once its error says `expected`: the validator reads objects from its
-/// cache first, as upstream's does, so a deletion or change shows there a moment later.
-async fn review_until_error(client: &kube::Client, token: &str, expected: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let status = token_review(client, token, json!([])).await;
-        let done = status["error"]
-            .as_str()
-            .is_some_and(|e| e.contains(expected));
-        if done || std::time::Instant::now() > deadline {
-            return status;
+/// Waits until a watch on the object `name`, from resourceVersion `after`, reports an event
+/// that `done` accepts. Watches are served from the watch cache, which the token validator
+/// reads, so a change a watch has reported is one a TokenReview sees.
+async fn watch_until<K>(
+    api: &Api<K>,
+    name: &str,
+    after: &str,
+    done: impl Fn(&WatchEvent<K>) -> bool,
+) where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+    let events = api.watch(&params, after).await.unwrap();
+    let mut events = std::pin::pin!(events);
+    // Only a guard against a hung test: the event is due as soon as the change is stored.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Error(e) = &event {
+                panic!("watching {name}: {e:?}");
+            }
+            if done(&event) {
+                return;
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        panic!("the watch on {name} ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no awaited event for {name} in 30s"));
+}
+
+/// Waits until a watch from `after` has reported `name` deleted.
+async fn watch_until_deleted<K>(api: &Api<K>, name: &str, after: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    watch_until(api, name, after, |e| matches!(e, WatchEvent::Deleted(_))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +217,7 @@ async fn kubectl_create_token_authenticates() {
     let s = server().await;
     let client = s.client().await;
     let sa = create_account(&client, "default", "default", json!({})).await;
+    let sa_rv = sa.metadata.resource_version.unwrap();
     let sa_uid = sa.metadata.uid.unwrap();
 
     // A token for another audience: signed by a published key, but not for the API.
@@ -289,11 +313,13 @@ async fn kubectl_create_token_authenticates() {
     pods.list(&Default::default()).await.unwrap();
 
     // The account's deletion ends its tokens.
-    Api::<ServiceAccount>::namespaced(client.clone(), "default")
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), "default");
+    accounts
         .delete("default", &DeleteParams::default())
         .await
         .unwrap();
-    let status = review_until_error(&client, &token, "not found").await;
+    watch_until_deleted(&accounts, "default", &sa_rv).await;
+    let status = token_review(&client, &token, json!([])).await;
     assert_eq!(
         status["error"],
         "[invalid bearer token, serviceaccounts \"default\" not found]"
@@ -319,6 +345,7 @@ async fn pod_bound_tokens_end_with_their_pod() {
         .create(&PostParams::default(), &pod("p", json!({})))
         .await
         .unwrap();
+    let pod_rv = p.metadata.resource_version.unwrap();
     let pod_uid = p.metadata.uid.unwrap();
     let on_node = pods
         .create(
@@ -390,7 +417,8 @@ async fn pod_bound_tokens_end_with_their_pod() {
 
     // The pod goes, and its token with it.
     pods.delete("p", &DeleteParams::default()).await.unwrap();
-    let status = review_until_error(&client, &token, "invalidated").await;
+    watch_until_deleted(&pods, "p", &pod_rv).await;
+    let status = token_review(&client, &token, json!([])).await;
     let out = whoami(&s, &token).await;
     assert!(
         !out.ok && out.stderr.contains("Unauthorized"),
@@ -554,6 +582,7 @@ async fn token_requests_are_validated() {
     .await;
     assert_eq!(code, 201);
     let uid = secret["metadata"]["uid"].as_str().unwrap();
+    let secret_rv = secret["metadata"]["resourceVersion"].as_str().unwrap();
     let (code, body) = raw(&client, "POST", path, Some(bound("Secret", "s", uid))).await;
     assert_eq!(code, 201, "{body}");
     let token = body["status"]["token"].as_str().unwrap().to_string();
@@ -573,8 +602,10 @@ async fn token_requests_are_validated() {
         None,
     )
     .await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), "default");
+    watch_until_deleted(&secrets, "s", secret_rv).await;
     assert_eq!(
-        review_until_error(&client, &token, "invalidated").await["error"],
+        token_review(&client, &token, json!([])).await["error"],
         "[invalid bearer token, service account token has been invalidated]"
     );
 
@@ -906,12 +937,18 @@ async fn legacy_secret_tokens() {
     );
 
     // Invalidated by label, then by deletion.
+    let secret_rv = secret["metadata"]["resourceVersion"].as_str().unwrap();
+    let secrets = Api::<Secret>::namespaced(client.clone(), "default");
     let req = http::Request::patch("/api/v1/namespaces/default/secrets/builder-token")
         .header("content-type", "application/merge-patch+json")
         .body(serde_json::to_vec(&json!({"metadata": {"labels": {"kubernetes.io/legacy-token-invalid-since": "2024-01-01"}}})).unwrap().into())
         .unwrap();
     assert_eq!(client.send(req).await.unwrap().status().as_u16(), 200);
-    let status = review_until_error(&client, &token, "marked invalid").await;
+    watch_until(&secrets, "builder-token", secret_rv, |e| {
+        matches!(e, WatchEvent::Modified(s) if s.metadata.labels.as_ref().is_some_and(|l| l.contains_key("kubernetes.io/legacy-token-invalid-since")))
+    })
+    .await;
+    let status = token_review(&client, &token, json!([])).await;
     assert!(
         status["error"]
             .as_str()
@@ -926,8 +963,9 @@ async fn legacy_secret_tokens() {
         None,
     )
     .await;
+    watch_until_deleted(&secrets, "builder-token", secret_rv).await;
     assert_eq!(
-        review_until_error(&client, &token, "Token has been invalidated").await["error"],
+        token_review(&client, &token, json!([])).await["error"],
         "[invalid bearer token, Token has been invalidated]"
     );
 }

@@ -39,6 +39,10 @@ pub struct PodManager {
     listed: watch::Sender<bool>,
     /// The uids of the static pods from the manifest directory.
     statics: Mutex<HashSet<String>>,
+    /// Wakes the static pod loop: the manifest directory or a mirror pod changed.
+    static_wake: Arc<Notify>,
+    /// The uid of every pod whose sandboxes or containers the relist saw change.
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl PodManager {
@@ -48,6 +52,8 @@ impl PodManager {
             workers: Mutex::new(HashMap::new()),
             listed: watch::channel(false).0,
             statics: Mutex::new(HashSet::new()),
+            changes: tokio::sync::broadcast::channel(1024).0,
+            static_wake: Arc::new(Notify::new()),
         })
     }
 
@@ -71,6 +77,11 @@ impl PodManager {
                 && p.metadata.name.as_deref() == Some(name))
             .then_some(p)
         })
+    }
+
+    /// Follows the relist's reports of pods whose containers changed.
+    pub fn runtime_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 
     /// The pod with this uid, if it runs here.
@@ -138,8 +149,13 @@ impl PodManager {
         let mut relisting: HashSet<String> = HashSet::new();
         while let Some(ev) = events.next().await {
             match ev {
-                // Mirror pods are the API's copies of static pods, which run from their files.
-                Ok(Event::Apply(pod) | Event::InitApply(pod)) if static_pods::is_mirror(&pod) => {}
+                // Mirror pods are the API's copies of static pods, which run from their files;
+                // a change to one (a deletion, say) is the static pod loop's to repair.
+                Ok(Event::Apply(pod) | Event::InitApply(pod) | Event::Delete(pod))
+                    if static_pods::is_mirror(&pod) =>
+                {
+                    self.static_wake.notify_one();
+                }
                 Ok(Event::Apply(pod)) => self.upsert(pod),
                 Ok(Event::Delete(pod)) => {
                     if let Some(uid) = pod.metadata.uid.as_deref() {
@@ -178,6 +194,23 @@ impl PodManager {
     /// Runs the pods of the manifest directory, rereading it every `period`, and keeps their
     /// mirror pods in the API.
     pub async fn run_static(self: Arc<Self>, dir: std::path::PathBuf, period: Duration) {
+        // Changes in the directory wake the loop at once; the period stays as upstream's
+        // fileCheckFrequency for what inotify cannot see (e.g. a directory created later).
+        let wake = self.static_wake.clone();
+        let _watcher = match notify::recommended_watcher(move |_| wake.notify_one()) {
+            Ok(mut w) => {
+                if let Err(e) =
+                    notify::Watcher::watch(&mut w, &dir, notify::RecursiveMode::NonRecursive)
+                {
+                    tracing::warn!(dir = %dir.display(), error = %e, "watching the static pod directory");
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "inotify unavailable; static pods are reread every period");
+                None
+            }
+        };
         loop {
             let pods = static_pods::read_dir(&dir, &self.shared.node_name);
             let uids: HashSet<String> =
@@ -208,7 +241,10 @@ impl PodManager {
                     tracing::warn!(error = %e, "syncing mirror pods");
                 }
             }
-            tokio::time::sleep(period).await;
+            tokio::select! {
+                _ = self.static_wake.notified() => {}
+                _ = tokio::time::sleep(period) => {}
+            }
         }
     }
 
@@ -225,11 +261,13 @@ impl PodManager {
             for (uid, state) in &now {
                 if previous.get(uid) != Some(state) {
                     self.poke(uid);
+                    let _ = self.changes.send(uid.clone());
                 }
             }
             for uid in previous.keys() {
                 if !now.contains_key(uid) {
                     self.poke(uid);
+                    let _ = self.changes.send(uid.clone());
                 }
             }
             if *self.listed.borrow() {

@@ -4,7 +4,6 @@
 //! and RunInContainer).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
@@ -15,9 +14,6 @@ use crate::runtime::api;
 use crate::server::{
     select_container_status, ContainerLog, LogLookupError, NodeView, StreamError, StreamOptions,
 };
-
-/// How often a followed log checks whether its container still runs.
-const EXIT_POLL: Duration = Duration::from_millis(500);
 
 pub struct PodsView(pub Arc<PodManager>);
 
@@ -149,9 +145,12 @@ impl NodeView for PodsView {
         if !runtime_state::is_running(&status) {
             return Ok(ContainerLog::exited(status.log_path));
         }
+        // The relist reports every change to the pod's containers; the container's state is
+        // looked at again after each one (and after missed ones, when the receiver lagged).
+        let mut changes = self.0.runtime_changes();
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
         let until = async move {
             loop {
-                tokio::time::sleep(EXIT_POLL).await;
                 let running = runtime
                     .container_status(api::ContainerStatusRequest {
                         container_id: id.clone(),
@@ -163,6 +162,14 @@ impl NodeView for PodsView {
                     .is_some_and(|s| runtime_state::is_running(&s));
                 if !running {
                     return;
+                }
+                loop {
+                    match changes.recv().await {
+                        Ok(uid) if uid == pod_uid => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
                 }
             }
         };

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -197,7 +196,11 @@ where
                         let _ = conn.write_all(resp.as_bytes()).await;
                         let _ = conn.shutdown().await;
                     }
-                    None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    // No answer: hold the connection until the client gives up and closes it.
+                    None => {
+                        let mut rest = [0u8; 512];
+                        while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
+                    }
                 }
             });
         }

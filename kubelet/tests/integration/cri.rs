@@ -90,26 +90,38 @@ async fn sandbox_and_container_run_on_containerd() {
         .await
         .expect("create container")
         .container_id;
+    let mut events = ctd.events().await;
     rt.start_container(api::StartContainerRequest {
         container_id: container.clone(),
     })
     .await
     .expect("start");
-    let exited = loop {
-        let st = rt
-            .container_status(api::ContainerStatusRequest {
-                container_id: container.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("container status")
-            .status
-            .expect("status");
-        if st.state == api::ContainerState::ContainerExited as i32 {
-            break st;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    // containerd reports the exit as an event; the status reflects it from then on.
+    let exit = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        events.until(|l| l.contains("/tasks/exit") && l.contains(&container)),
+    )
+    .await
+    .expect("the container exits");
+    // The event's JSON leaves a zero exit status out.
+    assert!(!exit.contains("\"exit_status\":"), "{exit}");
+    // CRI handles the exit on its own time; StopContainer returns once it has.
+    rt.stop_container(api::StopContainerRequest {
+        container_id: container.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("stop the exited container");
+    let exited = rt
+        .container_status(api::ContainerStatusRequest {
+            container_id: container.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("container status")
+        .status
+        .expect("status");
+    assert_eq!(exited.state, api::ContainerState::ContainerExited as i32);
     assert_eq!(exited.exit_code, 0);
     let log = std::fs::read_to_string(logs.join("hello/0.log")).expect("log file");
     assert!(log.contains(" stdout F hello from smoke"), "log: {log}");

@@ -13,7 +13,7 @@ use kubelet::node::machine::Machine;
 use kubelet::runtime::hollow::HollowRuntime;
 use serde_json::json;
 
-use crate::support::{phase, ready, GUARD};
+use crate::support::{phase, ready, wait_list};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_nodes_run_pods() {
@@ -60,20 +60,10 @@ async fn hollow_nodes_run_pods() {
             .await
             .expect("create");
     }
-    let all_running = async {
-        loop {
-            let list = pods.list(&ListParams::default()).await.expect("list");
-            if list.items.len() == 30
-                && list.items.iter().all(|p| phase(p) == "Running" && ready(p))
-            {
-                return list.items;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let running = tokio::time::timeout(GUARD, all_running)
-        .await
-        .expect("all pods Running");
+    let running = wait_list(pods.clone(), "all pods Running", |items| {
+        items.len() == 30 && items.iter().all(|p| phase(p) == "Running" && ready(p))
+    })
+    .await;
     assert!(running.iter().all(|p| p
         .status
         .as_ref()
@@ -94,28 +84,17 @@ async fn hollow_nodes_run_pods() {
         10
     );
     let node_api: Api<Node> = Api::all(client.clone());
-    let all_ready = async {
-        loop {
-            let list = node_api
-                .list(&ListParams::default())
-                .await
-                .expect("list nodes");
-            let ready = |n: &Node| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            };
-            if list.items.len() == 10 && list.items.iter().all(ready) {
-                return list.items;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    let node_ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     };
-    for n in tokio::time::timeout(GUARD, all_ready)
-        .await
-        .expect("nodes Ready")
-    {
+    let nodes = wait_list(node_api, "nodes Ready", |items| {
+        items.len() == 10 && items.iter().all(node_ready)
+    })
+    .await;
+    for n in nodes {
         let st = n.status.unwrap();
         assert!(st
             .conditions

@@ -175,13 +175,17 @@ async fn image_gc_removes_unused_images_but_not_the_sandbox_image() {
         c.image_gc_period = Duration::from_millis(300);
     })
     .await;
+    // Subscribed first, so a removal after the look below is seen as an event.
+    let mut events = n.containerd.events().await;
     let gone = async {
         loop {
             let list = n.containerd.ctr(&["images", "ls", "-q"]);
             if !list.contains("busybox") {
                 return list;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            events
+                .until(|l| l.contains("/images/delete") && l.contains("busybox"))
+                .await;
         }
     };
     let left = tokio::time::timeout(GUARD, gone)

@@ -72,23 +72,15 @@ async fn pod_runs_reports_status_and_goes_on_delete() {
         .join("pod-logs")
         .join(format!("default_hello_{uid}"))
         .join("main/0.log");
-    // Running is reported once the process started; its output follows.
-    let written = async {
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains('\n') {
-                return text;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    };
-    let text = tokio::time::timeout(support::GUARD, written)
-        .await
-        .expect("log written");
-    assert!(text.contains("stdout F hello from hello"), "{text}");
-    // And the same through the apiserver and the kubelet's server, with the real kubectl.
-    let out = n.logs_until(&["logs", "hello"], |o| !o.is_empty()).await;
+    // Through the apiserver and the kubelet's server: following the log until the line
+    // comes (Running is reported once the process started; its output follows).
+    let out = n
+        .follow_logs("default", "hello", None, |o| o.ends_with('\n'))
+        .await;
     assert_eq!(out, "hello from hello\n");
+    // The file the runtime writes holds it in the CRI format.
+    let text = std::fs::read_to_string(&log).expect("log file");
+    assert!(text.contains("stdout F hello from hello"), "{text}");
     let out = n
         .server
         .kubectl(&["logs", "hello", "--timestamps"])
@@ -156,38 +148,31 @@ async fn failing_liveness_probe_restarts_the_container() {
         .kubectl(&["logs", "live", "--previous"])
         .await
         .expect_ok("logs --previous");
-    let current = n.logs_until(&["logs", "live"], |o| !o.is_empty()).await;
+    let current = n
+        .follow_logs("default", "live", None, |o| o.ends_with('\n'))
+        .await;
     assert!(previous.starts_with("run "), "{previous}");
     assert!(current.starts_with("run "), "{current}");
     assert_ne!(previous, current);
     let events: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(n.client.clone(), "default");
     // Events are written in the background; wait for both.
-    let both = async {
-        loop {
-            let reasons: Vec<String> = events
-                .list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .filter_map(|e| e.reason.zip(e.message).map(|(r, m)| format!("{r}: {m}")))
-                .collect();
-            let unhealthy = reasons
-                .iter()
-                .any(|r| r.starts_with("Unhealthy: Liveness probe failed"));
-            let killing = reasons
-                .iter()
-                .any(|r| r == "Killing: Container main failed liveness probe, will be restarted");
-            if unhealthy && killing {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+    let said = |e: &k8s_openapi::api::core::v1::Event, reason: &str, message: &str| {
+        e.reason.as_deref() == Some(reason)
+            && e.message.as_deref().is_some_and(|m| m.starts_with(message))
     };
-    tokio::time::timeout(support::GUARD, both)
-        .await
-        .expect("Unhealthy and Killing events");
+    support::wait_list(events, "Unhealthy and Killing events", |evs| {
+        evs.iter()
+            .any(|e| said(e, "Unhealthy", "Liveness probe failed"))
+            && evs.iter().any(|e| {
+                said(
+                    e,
+                    "Killing",
+                    "Container main failed liveness probe, will be restarted",
+                )
+            })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +190,7 @@ async fn deletion_runs_pre_stop_and_frees_the_pod_ip() {
                 "containers": [{
                     "name": "main",
                     "image": BUSYBOX,
-                    "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
                     "volumeMounts": [{"name": "out", "mountPath": "/out"}],
                     "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo goodbye > /out/prestop"]}}},
                 }],
@@ -299,7 +284,6 @@ async fn static_pods_run_from_files_with_mirror_pods() {
     let dir = manifests.path().display().to_string();
     let n = support::node_with(|c| {
         c.static_pod_path = dir;
-        c.file_check_frequency = std::time::Duration::from_millis(500);
     })
     .await;
     let mirror = n
@@ -321,9 +305,7 @@ async fn static_pods_run_from_files_with_mirror_pods() {
         ("Node", "node-1")
     );
     let out = n
-        .logs_until(&["logs", "-n", "kube-system", "web-node-1"], |o| {
-            !o.is_empty()
-        })
+        .follow_logs("kube-system", "web-node-1", None, |o| o.ends_with('\n'))
         .await;
     assert_eq!(out, "static\n");
 
@@ -344,11 +326,13 @@ async fn static_pods_run_from_files_with_mirror_pods() {
     );
 
     // Removing the manifest stops the pod and removes the mirror.
+    let mut events = n.containerd.events().await;
     std::fs::remove_file(manifests.path().join("web.yaml")).unwrap();
     n.wait_gone("kube-system", "web-node-1").await;
+    // Each removed task is an event; look again after each one.
     let stopped = async {
         while !n.containerd.task_ids().is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            events.until(|l| l.contains("/tasks/delete")).await;
         }
     };
     tokio::time::timeout(support::GUARD, stopped)
@@ -409,7 +393,7 @@ async fn ephemeral_containers_run_once_in_the_pod() {
     );
     // It shares the target's process namespace: it sees the target's sleep.
     let out = n
-        .logs_until(&["logs", "target", "-c", "debugger"], |o| !o.is_empty())
+        .follow_logs("default", "target", Some("debugger"), |o| o.ends_with('\n'))
         .await;
     assert_eq!(out.trim(), "1", "{out}");
 }
@@ -426,7 +410,6 @@ async fn memory_pressure_evicts_pods_but_not_static_ones() {
     // A threshold no machine meets: the node is under memory pressure from the start.
     let n = support::node_with(|c| {
         c.static_pod_path = dir;
-        c.file_check_frequency = std::time::Duration::from_millis(500);
         c.eviction_hard = [("memory.available".to_string(), "100Ti".to_string())].into();
         c.eviction_monitoring_period = std::time::Duration::from_millis(500);
     })
@@ -589,18 +572,9 @@ async fn service_account_token_is_mounted_and_authenticates() {
     n.wait_pod("default", "sa", "Running", |p| phase(p) == "Running")
         .await;
     // Running is reported once the process started; its output follows.
-    let all_lines = async {
-        loop {
-            let out = n.server.kubectl(&["logs", "sa"]).await.expect_ok("logs");
-            if out.lines().count() >= 3 {
-                return out;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    };
-    let out = tokio::time::timeout(support::GUARD, all_lines)
-        .await
-        .expect("the container's output");
+    let out = n
+        .follow_logs("default", "sa", None, |o| o.lines().count() >= 3)
+        .await;
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("default"));
     assert_eq!(lines.next(), Some("-----BEGIN CERTIFICATE-----"));
@@ -682,7 +656,17 @@ async fn container_logs_are_rotated_and_pruned() {
         .join("pod-logs")
         .join(format!("default_chatty_{uid}"))
         .join("main");
-    // Wait until rotation has pruned: the live file and at most two rotated ones.
+    n.wait_pod("default", "chatty", "Running", |p| phase(p) == "Running")
+        .await;
+    // Every rename and removal in the log directory is a file-system event; look at the
+    // directory after each until rotation has pruned to the live file and two rotated ones.
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        let _ = tx.send(ev);
+    })
+    .expect("inotify watcher");
+    notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)
+        .expect("watch the log directory");
     let rotated = async {
         loop {
             let names: Vec<String> = std::fs::read_dir(&dir)
@@ -693,14 +677,19 @@ async fn container_logs_are_rotated_and_pruned() {
                 })
                 .unwrap_or_default();
             let old = names.iter().filter(|n| n.starts_with("0.log.")).count();
-            if old == 2 {
+            // Between the rename and the runtime's reopen there is no live file for a moment.
+            if old == 2 && names.iter().any(|n| n == "0.log") {
                 return names;
             }
             assert!(
                 old <= 2,
                 "more rotated files than containerLogMaxFiles allows: {names:?}"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            changes
+                .recv()
+                .await
+                .expect("file-system events")
+                .expect("inotify");
         }
     };
     let names = tokio::time::timeout(support::GUARD, rotated)
@@ -709,9 +698,7 @@ async fn container_logs_are_rotated_and_pruned() {
     assert!(names.contains(&"0.log".to_string()), "{names:?}");
     // The live file goes on after the reopen and `kubectl logs` reads it.
     let out = n
-        .logs_until(&["logs", "chatty", "--tail", "1"], |o| {
-            o.starts_with("line ")
-        })
+        .follow_logs("default", "chatty", None, |o| o.starts_with("line "))
         .await;
     assert!(out.starts_with("line "), "{out}");
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use base64::Engine as _;
 use ferrokube_testkit::Containerd;
@@ -42,7 +41,7 @@ impl Registry {
             .port();
         let config = format!(
             "version: 0.1\n\
-             log:\n  level: error\n  accesslog:\n    disabled: true\n\
+             log:\n  level: info\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {root}/data\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: ferrokube-test\n\
              auth:\n  htpasswd:\n    realm: ferrokube\n    path: {root}/htpasswd\n",
@@ -50,35 +49,31 @@ impl Registry {
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new(REGISTRY_BIN)
+        let log_path = dir.path().join("registry.log");
+        let mut child = Command::new(REGISTRY_BIN)
             .arg("serve")
             .arg(&config_path)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
             .expect("docker-registry");
-        let mut registry = Registry {
+        // The registry logs this once its listener is bound.
+        let listening = ferrokube_testkit::copy_log_until(
+            child.stderr.take().expect("stderr"),
+            log_path.clone(),
+            "listening on",
+        );
+        let registry = Registry {
             child,
             port,
             _dir: dir,
         };
-        for _ in 0..200 {
-            if let Some(status) = registry.child.try_wait().expect("wait") {
-                let log = std::fs::read_to_string(registry._dir.path().join("registry.log"))
-                    .unwrap_or_default();
-                panic!("docker-registry exited with {status}:\n{log}");
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return registry;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if listening.await.is_err() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("docker-registry exited before listening:\n{log}");
         }
-        panic!("docker-registry did not listen on 127.0.0.1:{port}");
+        registry
     }
 
     fn host(&self) -> String {

@@ -244,20 +244,79 @@ impl Node {
 }
 
 impl Node {
-    /// `kubectl <args>` until its output satisfies `cond` (a container's output lands in
-    /// its log a moment after the container is reported running).
-    pub async fn logs_until(&self, args: &[&str], cond: impl Fn(&str) -> bool) -> String {
-        let wait = async {
-            loop {
-                let out = self.server.kubectl(args).await.expect_ok("kubectl logs");
-                if cond(&out) {
-                    return out;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    /// Follows a container's log (as `kubectl logs -f`) until what came so far satisfies
+    /// `cond`: a container's output lands in its log a moment after it is reported running.
+    pub async fn follow_logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: Option<&str>,
+        cond: impl Fn(&str) -> bool,
+    ) -> String {
+        use futures::AsyncBufReadExt;
+        let params = kube::api::LogParams {
+            follow: true,
+            container: container.map(str::to_string),
+            ..Default::default()
         };
-        tokio::time::timeout(GUARD, wait)
+        let read = async {
+            let stream = self
+                .pods(ns)
+                .log_stream(pod, &params)
+                .await
+                .expect("log stream");
+            let mut lines = std::pin::pin!(stream.lines());
+            let mut seen = String::new();
+            while let Some(line) = lines.next().await {
+                seen.push_str(&line.expect("log line"));
+                seen.push('\n');
+                if cond(&seen) {
+                    return seen;
+                }
+            }
+            panic!("the log ended before the expected output: {seen:?}");
+        };
+        tokio::time::timeout(GUARD, read)
             .await
             .expect("expected log output")
+    }
+}
+
+/// Watches `api` until its objects (as a list) satisfy `cond`; returns them.
+pub async fn wait_list<K>(api: Api<K>, what: &str, cond: impl Fn(&[K]) -> bool) -> Vec<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = kube::runtime::reflector::reflector(
+        writer,
+        kube::runtime::watcher(api, kube::runtime::watcher::Config::default()),
+    );
+    let wait = async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            // The store holds the whole list once the initial listing is in.
+            if matches!(
+                ev.expect("watch"),
+                kube::runtime::watcher::Event::InitApply(_)
+            ) {
+                continue;
+            }
+            let items: Vec<K> = reader.state().iter().map(|o| (**o).clone()).collect();
+            if cond(&items) {
+                return items;
+            }
+        }
+        panic!("the watch ended");
+    };
+    match tokio::time::timeout(GUARD, wait).await {
+        Ok(items) => items,
+        Err(_) => panic!("timed out waiting for {what}"),
     }
 }

@@ -2,8 +2,10 @@
 //! the three patch formats the apiserver accepts, and the Kubernetes protobuf encoding.
 
 pub mod fields;
+pub mod gofmt;
 pub mod labels;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
 pub mod schema;
+pub mod tls;

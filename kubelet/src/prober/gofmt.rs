@@ -43,32 +43,7 @@ fn decimal(v: u128, digits: u32) -> String {
     format!("{int}.{}", frac.trim_end_matches('0'))
 }
 
-/// Go's `strconv.Quote` (`%q`).
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c == ' ' || !(c.is_control() || c.is_whitespace()) => out.push(c),
-            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use ferrokube_common::gofmt::quote;
 
 /// grpc-go's name for a status code.
 pub(crate) fn code_name(code: Code) -> &'static str {
@@ -140,15 +115,6 @@ mod tests {
         for (d, want) in cases {
             assert_eq!(duration(d), want, "{d:?}");
         }
-    }
-
-    #[test]
-    fn quote_escapes_as_strconv_does() {
-        assert_eq!(quote("busybox"), "\"busybox\"");
-        assert_eq!(quote("a \"b\"\n\t\\"), "\"a \\\"b\\\"\\n\\t\\\\\"");
-        assert_eq!(quote("\u{1b}[0m"), "\"\\x1b[0m\"");
-        assert_eq!(quote("héllo"), "\"héllo\"");
-        assert_eq!(quote("\u{a0}"), "\"\\u00a0\"");
     }
 
     #[test]

@@ -141,6 +141,7 @@ pub fn generate(opts: &PkiOptions) -> Result<()> {
             "system:kube-controller-manager",
         ),
         ("scheduler.kubeconfig", "system:kube-scheduler"),
+        ("kube-proxy.kubeconfig", "system:kube-proxy"),
     ] {
         let (cert, key) = client_cert(&issuer, user, &[])?;
         let config = kubeconfig(

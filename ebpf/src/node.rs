@@ -1,0 +1,200 @@
+//! The node side of the data path: the socket programs attached to the pods' cgroup, the TC
+//! program on every node interface, and the node's addresses, kept current as interfaces and
+//! addresses come and go (a CNI bridge appears with the first pod). Runs on its own thread
+//! inside the node's network namespace, woken by rtnetlink.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use aya::maps::HashMap;
+use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier};
+use aya::util::KernelVersion;
+use aya::Ebpf;
+
+use crate::maps;
+
+const SOCKET_PROGRAMS: [&str; 4] = [
+    "kube_lb_connect4",
+    "kube_lb_sendmsg4",
+    "kube_lb_recvmsg4",
+    "kube_lb_getpeername4",
+];
+const TC_PROGRAM: &str = "kube_lb_ingress";
+
+pub struct NodeOptions {
+    /// The cgroup (v2) whose processes get Service translation: the hierarchy's root on a
+    /// node, so that pods and the node's own processes both do.
+    pub cgroup: PathBuf,
+    /// The network namespace of the node's interfaces, when it is not kube-lb's own.
+    pub netns: Option<PathBuf>,
+    /// Only these interfaces get the TC program; by default every interface with an IPv4
+    /// address other than loopback.
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// What the node looks like to the data path, reported after every change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    pub interfaces: BTreeSet<String>,
+    pub addresses: BTreeSet<Ipv4Addr>,
+}
+
+/// Attaches everything and keeps it attached; the thread ends with an error, or never.
+pub fn spawn(
+    bpf: Ebpf,
+    opts: NodeOptions,
+    report: tokio::sync::watch::Sender<anyhow::Result<NodeState, String>>,
+) {
+    let netns = opts.netns.clone();
+    let failed = report.clone();
+    crate::datapath::in_netns(netns, move || {
+        if let Err(e) = run(bpf, opts, &report) {
+            let _ = failed.send(Err(format!("{e:#}")));
+        }
+        Ok(())
+    });
+}
+
+fn run(
+    mut bpf: Ebpf,
+    opts: NodeOptions,
+    report: &tokio::sync::watch::Sender<anyhow::Result<NodeState, String>>,
+) -> anyhow::Result<()> {
+    let cgroup = std::fs::File::open(&opts.cgroup)
+        .with_context(|| format!("opening cgroup {}", opts.cgroup.display()))?;
+    for name in SOCKET_PROGRAMS {
+        let prog: &mut CgroupSockAddr = bpf
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+        prog.attach(&cgroup, CgroupAttachMode::AllowMultiple)
+            .with_context(|| format!("attaching {name} to {}", opts.cgroup.display()))?;
+    }
+    let classifier: &mut SchedClassifier = bpf
+        .program_mut(TC_PROGRAM)
+        .context("no TC program")?
+        .try_into()?;
+    classifier.load().context("loading the TC program")?;
+
+    let mut node_addrs: HashMap<_, u32, u32> = HashMap::try_from(
+        bpf.take_map("lb_node_addrs")
+            .context("the BPF object has no map lb_node_addrs")?,
+    )?;
+    let events = subscribe().context("subscribing to rtnetlink")?;
+    // Interface name → (ifindex, link), so that a recreated interface is attached again.
+    let mut attached: BTreeMap<String, (u32, SchedClassifierLinkId)> = BTreeMap::new();
+    let mut state = NodeState::default();
+    loop {
+        let (interfaces, addresses) = scan(opts.interfaces.as_deref())?;
+        let classifier: &mut SchedClassifier = bpf
+            .program_mut(TC_PROGRAM)
+            .context("no TC program")?
+            .try_into()?;
+        attached.retain(|name, (index, _)| interfaces.get(name) == Some(index));
+        for (name, index) in &interfaces {
+            if attached.contains_key(name) {
+                continue;
+            }
+            if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
+                // Before TCX, TC programs hang off a clsact qdisc.
+                let _ = tc::qdisc_add_clsact(name);
+            }
+            match classifier.attach(name, TcAttachType::Ingress) {
+                Ok(link) => {
+                    tracing::info!(interface = %name, "attached the TC program");
+                    attached.insert(name.clone(), (*index, link));
+                }
+                // The interface may have gone since the scan; the next event says so.
+                Err(e) => tracing::warn!(interface = %name, "attaching the TC program: {e}"),
+            }
+        }
+        let wanted: BTreeSet<u32> = addresses.iter().map(|a| maps::addr(*a)).collect();
+        let present: Vec<u32> = node_addrs.keys().filter_map(Result::ok).collect();
+        for addr in &present {
+            if !wanted.contains(addr) {
+                let _ = node_addrs.remove(addr);
+            }
+        }
+        for addr in &wanted {
+            if !present.contains(addr) {
+                node_addrs.insert(*addr, 1, 0)?;
+            }
+        }
+        let now = NodeState {
+            interfaces: attached.keys().cloned().collect(),
+            addresses,
+        };
+        if now != state {
+            tracing::info!(interfaces = ?now.interfaces, addresses = ?now.addresses, "node changed");
+            state = now;
+            if report.send(Ok(state.clone())).is_err() {
+                return Ok(());
+            }
+        }
+        wait(&events)?;
+    }
+}
+
+/// The interfaces that get the TC program (name → ifindex) and the node's IPv4 addresses.
+fn scan(only: Option<&[String]>) -> anyhow::Result<(BTreeMap<String, u32>, BTreeSet<Ipv4Addr>)> {
+    let mut interfaces = BTreeMap::new();
+    let mut addresses = BTreeSet::new();
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        let Some(v4) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
+            continue;
+        };
+        let ip = v4.ip();
+        if ip.is_loopback() {
+            continue;
+        }
+        addresses.insert(ip);
+        let wanted = only.is_none_or(|names| names.iter().any(|n| *n == ifa.interface_name));
+        if wanted {
+            if let Ok(index) = nix::net::if_::if_nametoindex(ifa.interface_name.as_str()) {
+                interfaces.insert(ifa.interface_name.clone(), index);
+            }
+        }
+    }
+    if let Some(names) = only {
+        for name in names {
+            if let Ok(index) = nix::net::if_::if_nametoindex(name.as_str()) {
+                interfaces.insert(name.clone(), index);
+            }
+        }
+    }
+    Ok((interfaces, addresses))
+}
+
+fn subscribe() -> anyhow::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{
+        bind, socket, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    };
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    let groups = (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR) as u32;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &NetlinkAddr::new(0, groups),
+    )?;
+    Ok(fd)
+}
+
+/// Blocks until rtnetlink reports a link or address change; what changed is read by the
+/// next scan, so the message itself is not parsed.
+fn wait(events: &std::os::fd::OwnedFd) -> anyhow::Result<()> {
+    let mut buf = [0u8; 16384];
+    nix::sys::socket::recv(
+        std::os::fd::AsRawFd::as_raw_fd(events),
+        &mut buf,
+        nix::sys::socket::MsgFlags::empty(),
+    )?;
+    Ok(())
+}

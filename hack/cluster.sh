@@ -50,6 +50,12 @@ stop_containerd() {
 }
 
 down() {
+  stop_pid "$home/kube-lb.pid"
+  # Its programs' links closed with the process; its maps stay pinned until removed.
+  if [ -f "$home/kube-lb.bpf-dir" ]; then
+    local pins; pins=$(cat "$home/kube-lb.bpf-dir")
+    case $pins in /sys/fs/bpf/ferrokube-*) rm -rf "$pins" ;; esac
+  fi
   stop_pid "$home/kubelet.pid"
   stop_containerd
   stop_pid "$home/kube-scheduler.pid"
@@ -92,7 +98,7 @@ up() {
   ensure_packages "${pkgs[@]}"
   command -v kubectl >/dev/null || echo "note: kubectl is not on PATH; install it to use the cluster" >&2
 
-  (cd "$root" && cargo build --profile "$profile" -p kube-apiserver -p kube-controller-manager -p kube-scheduler -p kubelet >&2)
+  (cd "$root" && cargo build --profile "$profile" -p kube-apiserver -p kube-controller-manager -p kube-scheduler -p kubelet -p kube-lb >&2)
   "$root/hack/images.sh" >/dev/null
   local dir=$profile; [ "$profile" = dev ] && dir=debug
   local bin="${CARGO_TARGET_DIR:-$root/target}/$dir"
@@ -142,7 +148,7 @@ up() {
 }
 
 # containerd with its own root, state and socket under $home, the project's images imported,
-# and a kubelet registering $node_name.
+# a kubelet registering $node_name, and kube-lb for its Services.
 start_node() {
   local bin=$1 ctd=$home/containerd
   mkdir -p "$ctd/net.d"
@@ -192,6 +198,29 @@ EOF
     --eviction-hard "${FERROKUBE_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1%}" \
     --cluster-domain cluster.local >"$home/kubelet.log" 2>&1 &
   echo $! >"$home/kubelet.pid"
+  start_kube_lb "$bin"
+}
+
+# kube-lb in place of kube-proxy: its maps are pinned in a directory of this cluster's own
+# (named after $home, so that two clusters on one machine keep apart), recorded for down.
+# Waits for its "initial sync done" log line, written once every Service is in the maps;
+# fails at once if it exits first.
+start_kube_lb() {
+  local bin=$1 pins pid
+  pins=/sys/fs/bpf/ferrokube-$(printf %s "$home" | sha256sum | cut -c1-12)
+  echo "$pins" >"$home/kube-lb.bpf-dir"
+  NO_COLOR=1 "$bin/kube-lb" \
+    --kubeconfig "$home/pki/kube-proxy.kubeconfig" \
+    --hostname-override "$node_name" --bpf-dir "$pins" \
+    --metrics-bind-address "127.0.0.1:${FERROKUBE_KUBE_LB_PORT:-10249}" \
+    >"$home/kube-lb.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$home/kube-lb.pid"
+  if ! timeout 120 bash -c 'grep -q -m1 "initial sync done" <(tail -n +1 -F --pid="$1" "$2" 2>/dev/null)' _ "$pid" "$home/kube-lb.log"; then
+    echo "kube-lb did not sync; its log:" >&2
+    tail -n 30 "$home/kube-lb.log" >&2
+    return 1
+  fi
 }
 
 case ${1:-} in

@@ -14,8 +14,9 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
 }
 
-# Packages every build needs (etcd-client and k8s-cri compile protobuf definitions).
-BUILD_PACKAGES=(protobuf-compiler gcc)
+# Packages every build needs: etcd-client and k8s-cri compile protobuf definitions, and
+# kube-lb compiles its BPF programs with clang against libbpf-dev's headers.
+BUILD_PACKAGES=(protobuf-compiler gcc clang libbpf-dev)
 # What a node needs: containerd with runc, the CNI plugins, busybox for the test image, and
 # ip/iptables for the pod network.
 NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables)

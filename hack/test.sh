@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test: formatting, lints, unit and integration
 # tests of every crate (the storage suite against a real etcd, the apiserver against the real
-# kubectl), and a hack/cluster.sh up/down round trip.
+# kubectl), and a hack/cluster.sh up/down round trip (pods, and a Service through kube-lb).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/hack/lib.sh"
@@ -24,6 +24,7 @@ echo "== hack/cluster.sh up/down"
 export FERROKUBE_HOME; FERROKUBE_HOME=$(mktemp -d)
 trap 'FERROKUBE_PROFILE=dev hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
 export FERROKUBE_CONTROLLER_MANAGER_PORT=0 FERROKUBE_SCHEDULER_PORT=0 FERROKUBE_KUBELET_PORT=0
+export FERROKUBE_KUBE_LB_PORT=0
 # A free port, so that a cluster already running on this machine is left alone.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 line=$(FERROKUBE_PROFILE=dev hack/cluster.sh up --port "$port")
@@ -44,6 +45,28 @@ kubectl rollout status deployment/smoke -n smoke --timeout=180s >/dev/null
 kubectl get pods -n smoke -l app=smoke -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c Running | grep -qx 3
 pod=$(kubectl get pods -n smoke -l app=smoke -o jsonpath='{.items[0].metadata.name}')
 kubectl get pod "$pod" -n smoke -o jsonpath='{.status.podIP}' | grep -q '^10\.244\.'
+# kube-lb is running: a Service's ClusterIP reaches one of its pods. Two busybox httpd
+# replicas answer with their host names (the pod names).
+kubectl create deployment web -n smoke --replicas=2 --port=8080 \
+  --image=registry.k8s.io/e2e-test-images/busybox:1.36.1-1 \
+  -- sh -c 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www' >/dev/null
+kubectl expose deployment web -n smoke --port 80 --target-port 8080 >/dev/null
+kubectl rollout status deployment/web -n smoke --timeout=180s >/dev/null
+cluster_ip=$(kubectl get service web -n smoke -o jsonpath='{.spec.clusterIP}')
+web_pods=$(kubectl get pods -n smoke -l app=web -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+# kube-lb logs nothing per Service at info level, so a request may come before it has written
+# this one: up to 30 tries 1 s apart, a guard against a hang only. (Debian's busybox 1.35
+# wget crashes on -T, hence the timeout applet.)
+answer=""
+for _ in $(seq 30); do
+  answer=$(kubectl exec -n smoke "$pod" -- timeout 10 wget -qO- "http://$cluster_ip/" 2>/dev/null) && break
+  sleep 1
+done
+if ! grep -qxF -- "$answer" <<<"$web_pods"; then
+  echo "http://$cluster_ip/ answered '$answer', not one of: $web_pods" >&2
+  tail -n 30 "$FERROKUBE_HOME/kube-lb.log" >&2
+  exit 1
+fi
 FERROKUBE_PROFILE=dev hack/cluster.sh down
 trap - EXIT
 echo "cluster round trip: 1 passed, 0 failed"

@@ -151,7 +151,9 @@ static __always_inline int route(struct __sk_buff *skb, struct pkt *p, __u32 sad
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
 	fib->ifindex = skb->ingress_ifindex;
-	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), flags | BPF_FIB_LOOKUP_OUTPUT);
+	/* A forwarding lookup from the interface the packet came in on (an output lookup would
+	 * be bound to that interface); it needs forwarding on, which kube-lb turns on. */
+	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), flags);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return 0;
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {

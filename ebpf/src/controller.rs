@@ -30,8 +30,8 @@ enum Change<K> {
 }
 
 enum Input {
-    Service(Change<Service>),
-    Slice(Change<EndpointSlice>),
+    Service(Box<Change<Service>>),
+    Slice(Box<Change<EndpointSlice>>),
 }
 
 fn watch<K>(
@@ -90,6 +90,19 @@ fn owner(slice: &EndpointSlice) -> Option<String> {
     ))
 }
 
+/// `10.96.0.10:80/tcp=2`, `0.0.0.0:30080/tcp/ext=1`: a frontend and its backend count.
+fn describe(f: &model::Frontend) -> String {
+    let proto = match f.proto {
+        model::Proto::Tcp => "tcp",
+        model::Proto::Udp => "udp",
+    };
+    let scope = match f.scope {
+        model::Scope::Sock => "",
+        model::Scope::Ext => "/ext",
+    };
+    format!("{}:{}/{proto}{scope}={}", f.addr, f.port, f.backends.len())
+}
+
 pub struct Controller {
     node_name: String,
     tables: Tables,
@@ -135,25 +148,25 @@ impl Controller {
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
             tx.clone(),
-            Input::Service,
+            |c| Input::Service(Box::new(c)),
         );
         watch(
             Api::<EndpointSlice>::all(client),
             watcher::Config::default().labels(SERVICE_NAME_LABEL),
             tx,
-            Input::Slice,
+            |c| Input::Slice(Box::new(c)),
         );
         let (mut services_listed, mut slices_listed, mut adopted) = (false, false, false);
         while let Some(input) = rx.recv().await {
             let received = Instant::now();
             match input {
                 Input::Service(change) => {
-                    services_listed |= matches!(change, Change::Relist(_));
-                    self.on_service(change);
+                    services_listed |= matches!(*change, Change::Relist(_));
+                    self.on_service(*change);
                 }
                 Input::Slice(change) => {
-                    slices_listed |= matches!(change, Change::Relist(_));
-                    self.on_slice(change);
+                    slices_listed |= matches!(*change, Change::Relist(_));
+                    self.on_slice(*change);
                 }
             }
             if !(services_listed && slices_listed) {
@@ -162,8 +175,8 @@ impl Controller {
             // Take whatever else has arrived, so a burst becomes one pass.
             while let Ok(input) = rx.try_recv() {
                 match input {
-                    Input::Service(change) => self.on_service(change),
-                    Input::Slice(change) => self.on_slice(change),
+                    Input::Service(change) => self.on_service(*change),
+                    Input::Slice(change) => self.on_slice(*change),
                 }
             }
             self.sync(received)?;
@@ -259,6 +272,10 @@ impl Controller {
                 None => Vec::new(),
             };
             self.tables.apply(&svc_key, &frontends, &mut self.maps)?;
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let summary: Vec<String> = frontends.iter().map(describe).collect();
+                tracing::debug!("synced {svc_key} {}", summary.join(" "));
+            }
             self.metrics.inc("kubelb_syncs_total", &[]);
             self.metrics.observe(
                 "kubelb_sync_duration_seconds",

@@ -13,7 +13,7 @@ use crate::tables::{MapWriter, Tables};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kube_lb.o"));
 
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+const BPF_FS_MAGIC: u32 = 0xcafe4a11;
 
 /// The maps kube-lb writes from its sync loop.
 pub struct Maps {
@@ -32,7 +32,7 @@ fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
     }
     let on_bpffs = |p: &Path| {
         nix::sys::statfs::statfs(p)
-            .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+            .map(|s| s.filesystem_type().0 as u32 == BPF_FS_MAGIC)
             .unwrap_or(false)
     };
     if on_bpffs(root) {

@@ -63,6 +63,9 @@ fn run(
     opts: NodeOptions,
     report: &tokio::sync::watch::Sender<anyhow::Result<NodeState, String>>,
 ) -> anyhow::Result<()> {
+    // Translated node-port packets are forwarded from TC after a forwarding lookup, which
+    // the kernel answers only with forwarding on (as every Kubernetes node has it).
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling net.ipv4.ip_forward")?;
     let cgroup = std::fs::File::open(&opts.cgroup)
         .with_context(|| format!("opening cgroup {}", opts.cgroup.display()))?;
     for name in SOCKET_PROGRAMS {
@@ -71,7 +74,9 @@ fn run(
             .with_context(|| format!("no program {name}"))?
             .try_into()?;
         prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(&cgroup, CgroupAttachMode::AllowMultiple)
+        // A BPF link (what aya makes on any kernel of the last years) coexists with other
+        // links on the cgroup whatever the mode, and takes no mode flags.
+        prog.attach(&cgroup, CgroupAttachMode::Single)
             .with_context(|| format!("attaching {name} to {}", opts.cgroup.display()))?;
     }
     let classifier: &mut SchedClassifier = bpf
@@ -152,7 +157,7 @@ fn scan(only: Option<&[String]>) -> anyhow::Result<(BTreeMap<String, u32>, BTree
             continue;
         }
         addresses.insert(ip);
-        let wanted = only.is_none_or(|names| names.iter().any(|n| *n == ifa.interface_name));
+        let wanted = only.is_none_or(|names| names.contains(&ifa.interface_name));
         if wanted {
             if let Ok(index) = nix::net::if_::if_nametoindex(ifa.interface_name.as_str()) {
                 interfaces.insert(ifa.interface_name.clone(), index);

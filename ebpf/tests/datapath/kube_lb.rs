@@ -1,0 +1,113 @@
+//! The real kube-lb binary serving one node of a test cluster: its programs on the node's
+//! cgroup and interfaces, its maps pinned in a directory of its own.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use ferrokube_testkit::TestServer;
+
+use crate::net::{Cluster, Node};
+
+pub struct KubeLb {
+    child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    pub bpf_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl KubeLb {
+    /// Starts kube-lb for `node` and waits for its first full sync.
+    pub async fn start(server: &TestServer, cluster: &Cluster, node: &Node) -> KubeLb {
+        let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/{}-{}", cluster.id, node.name));
+        let args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            server.kubeconfig.display().to_string(),
+            "--hostname-override".into(),
+            node.name.clone(),
+            "--cgroup-path".into(),
+            node.cgroup.path.display().to_string(),
+            "--bpf-dir".into(),
+            bpf_dir.display().to_string(),
+            "--netns".into(),
+            node.netns.path().display().to_string(),
+            "--metrics-bind-address".into(),
+            "127.0.0.1:0".into(),
+        ];
+        let mut lb = KubeLb::spawn(args, bpf_dir);
+        lb.until("initial sync done").await;
+        lb
+    }
+
+    fn spawn(args: Vec<String>, bpf_dir: PathBuf) -> KubeLb {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-lb"))
+            .args(&args)
+            .env("RUST_LOG", "kube_lb=debug,info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kube-lb");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("kube-lb: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        KubeLb {
+            child,
+            lines,
+            bpf_dir,
+            args,
+        }
+    }
+
+    /// The next log line containing every one of `parts`.
+    pub async fn until_all(&mut self, parts: &[&str]) -> String {
+        while let Some(line) = self.lines.recv().await {
+            if parts.iter().all(|p| line.contains(p)) {
+                return line;
+            }
+        }
+        panic!("kube-lb exited while waiting for {parts:?}");
+    }
+
+    pub async fn until(&mut self, part: &str) -> String {
+        self.until_all(&[part]).await
+    }
+
+    /// Waits until the maps hold `service` with the given frontends (`10.96.0.10:80/tcp=2`).
+    pub async fn synced(&mut self, service: &str, frontends: &[&str]) {
+        let head = format!("synced {service} ");
+        let mut parts = vec![head.as_str()];
+        parts.extend_from_slice(frontends);
+        self.until_all(&parts).await;
+    }
+
+    /// Kills this kube-lb (its links go with it; the pinned maps stay) and starts another.
+    pub async fn restart(mut self) -> KubeLb {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let args = std::mem::take(&mut self.args);
+        // Taken, so that dropping the old one leaves the pinned maps for the new one.
+        let bpf_dir = std::mem::take(&mut self.bpf_dir);
+        drop(self);
+        let mut next = KubeLb::spawn(args, bpf_dir);
+        next.until("initial sync done").await;
+        next
+    }
+}
+
+impl Drop for KubeLb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.bpf_dir.as_os_str().is_empty() {
+            let _ = kube_lb::datapath::unpin(&self.bpf_dir);
+        }
+    }
+}

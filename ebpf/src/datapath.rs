@@ -20,7 +20,23 @@ pub struct Maps {
     pub services: HashMap<MapData, LbKey, LbValue>,
     pub backends: HashMap<MapData, u32, LbBackend>,
     pub members: HashMap<MapData, SvcBackendKey, u32>,
-    pub ct: HashMap<MapData, CtKey, CtValue>,
+}
+
+/// The pinned connection-tracking map, opened again for counting.
+pub struct ConnTrack(std::sync::Mutex<HashMap<MapData, CtKey, CtValue>>);
+
+impl ConnTrack {
+    pub fn open(pin_dir: &Path) -> anyhow::Result<ConnTrack> {
+        let data = MapData::from_pin(pin_dir.join("lb_ct")).context("opening the pinned lb_ct")?;
+        Ok(ConnTrack(std::sync::Mutex::new(HashMap::try_from(
+            Map::LruHashMap(data),
+        )?)))
+    }
+
+    pub fn count(&self) -> usize {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.keys().count()
+    }
 }
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there, as a node agent has to on a
@@ -70,7 +86,6 @@ pub fn load(pin_dir: &Path) -> anyhow::Result<(Ebpf, Maps)> {
         services: HashMap::try_from(take("lb_services")?)?,
         backends: HashMap::try_from(take("lb_backends")?)?,
         members: HashMap::try_from(take("lb_svc_backends")?)?,
-        ct: HashMap::try_from(take("lb_ct")?)?,
     };
     Ok((bpf, maps))
 }
@@ -90,10 +105,6 @@ impl Maps {
         let backends: Vec<_> = self.backends.iter().filter_map(Result::ok).collect();
         let members: Vec<_> = self.members.keys().filter_map(Result::ok).collect();
         Tables::adopt(services, backends, members, self)
-    }
-
-    pub fn ct_entries(&self) -> usize {
-        self.ct.keys().count()
     }
 }
 

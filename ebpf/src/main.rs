@@ -114,8 +114,17 @@ async fn main() -> anyhow::Result<()> {
     if flags.metrics_bind_address.port() != 0 {
         let m = metrics.clone();
         let addr = flags.metrics_bind_address;
+        // The connection-tracking table is the programs' to fill; it is counted when scraped.
+        let ct = datapath::ConnTrack::open(&flags.bpf_dir)?;
+        m.describe(
+            "kubelb_conntrack_entries",
+            "Flows in the node-port connection-tracking map.",
+        );
         tokio::spawn(async move {
-            let render = Arc::new(move || m.render());
+            let render = Arc::new(move || {
+                m.set("kubelb_conntrack_entries", &[], ct.count() as f64);
+                m.render()
+            });
             if let Err(e) = ferrokube_component::serving::serve(addr, render).await {
                 tracing::error!("serving /healthz and /metrics: {e}");
             }

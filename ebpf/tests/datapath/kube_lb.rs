@@ -9,6 +9,11 @@ use ferrokube_testkit::TestServer;
 
 use crate::net::{Cluster, Node};
 
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
 pub struct KubeLb {
     child: Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -32,7 +37,7 @@ impl KubeLb {
             "--netns".into(),
             node.netns.path().display().to_string(),
             "--metrics-bind-address".into(),
-            "127.0.0.1:0".into(),
+            format!("127.0.0.1:{}", free_port()),
         ];
         let mut lb = KubeLb::spawn(args, bpf_dir);
         lb.until("initial sync done").await;
@@ -86,6 +91,29 @@ impl KubeLb {
         let mut parts = vec![head.as_str()];
         parts.extend_from_slice(frontends);
         self.until_all(&parts).await;
+    }
+
+    /// What its /metrics serves.
+    pub async fn metrics(&self) -> String {
+        let i = self
+            .args
+            .iter()
+            .position(|a| a == "--metrics-bind-address")
+            .expect("flag");
+        let url = format!("https://{}/metrics", self.args[i + 1]);
+        let script = "import ssl, sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], \
+            context=ssl._create_unverified_context()).read().decode())";
+        let out = tokio::process::Command::new("python3")
+            .args(["-c", script, &url])
+            .output()
+            .await
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Kills this kube-lb (its links go with it; the pinned maps stay) and starts another.

@@ -412,6 +412,18 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     let again = client(From::Pod(&c, node1), "tcp", vip, 80, 2).await;
     assert_eq!(answered_by(&again), BTreeSet::from(["b".into()]));
 
+    let metrics = lb1.metrics().await;
+    for family in [
+        "kubelb_sync_duration_seconds_count",
+        "kubelb_map_entries{map=\"backends\"}",
+        "kubelb_conntrack_entries",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
+    }
+
     // A change after the restart is picked up.
     let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
     api.delete("np-1", &DeleteParams::default())

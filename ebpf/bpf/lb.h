@@ -16,6 +16,7 @@
 
 #define LB_F_AFFINITY 0x1 /* sessionAffinity: ClientIP */
 #define LB_F_SNAT 0x2     /* externalTrafficPolicy: Cluster: masquerade to the node */
+#define LB_F_DROP 0x4     /* without backends, drop rather than refuse */
 
 struct lb_key {
 	__u32 addr;

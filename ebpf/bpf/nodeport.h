@@ -173,6 +173,67 @@ static __always_inline int translate(struct __sk_buff *skb, struct pkt *p, struc
 	return forward(skb, p, &fib);
 }
 
+/* Refuses a flow the way upstream's REJECT rule does: an ICMP port unreachable back to the
+ * sender, quoting its IP header and the first 8 bytes after it. The packet is rewritten in
+ * place into the answer and sent back out of the interface it came in on. */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_PORT_UNREACH 3
+#define IPPROTO_ICMP 1
+#define REJECT_QUOTE (sizeof(struct iphdr) + 8)
+#define REJECT_LEN (ETH_HLEN + sizeof(struct iphdr) + 8 + REJECT_QUOTE)
+
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+static __always_inline int reject(struct __sk_buff *skb, struct pkt *p)
+{
+	struct ethhdr eth;
+	__u8 quote[REJECT_QUOTE];
+
+	/* Options would shift the quote; such packets are only dropped. */
+	if (p->l4off != ETH_HLEN + sizeof(struct iphdr))
+		return TC_ACT_SHOT;
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN, quote, sizeof(quote)))
+		return TC_ACT_SHOT;
+	if (bpf_skb_change_tail(skb, REJECT_LEN, 0))
+		return TC_ACT_SHOT;
+
+	/* Two bytes ahead of the Ethernet header put the IP header on a 4-byte boundary, as
+	 * bpf_csum_diff wants it. */
+	__u32 buf[(2 + REJECT_LEN + 3) / 4];
+	__builtin_memset(buf, 0, sizeof(buf));
+	__u8 *pkt = (__u8 *)buf + 2;
+	struct ethhdr *oeth = (void *)pkt;
+	struct iphdr *ip = (void *)(pkt + ETH_HLEN);
+	__u8 *icmp = pkt + ETH_HLEN + sizeof(struct iphdr);
+	__builtin_memcpy(oeth->h_dest, eth.h_source, ETH_ALEN);
+	__builtin_memcpy(oeth->h_source, eth.h_dest, ETH_ALEN);
+	oeth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->tot_len = bpf_htons(REJECT_LEN - ETH_HLEN);
+	ip->saddr = p->daddr;
+	ip->daddr = p->saddr;
+	icmp[0] = ICMP_DEST_UNREACH;
+	icmp[1] = ICMP_PORT_UNREACH;
+	__builtin_memcpy(icmp + 8, quote, sizeof(quote));
+	ip->check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
+	__u16 icmp_sum = csum_fold(bpf_csum_diff(0, 0, (__be32 *)icmp, 8 + REJECT_QUOTE, 0));
+	__builtin_memcpy(icmp + 2, &icmp_sum, 2);
+	if (bpf_skb_store_bytes(skb, 0, pkt, REJECT_LEN,
+				BPF_F_INVALIDATE_HASH | BPF_F_RECOMPUTE_CSUM))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 static __always_inline int new_flow(struct __sk_buff *skb, struct pkt *p, struct ct_key *fkey)
 {
 	__u32 faddr = p->daddr;
@@ -188,9 +249,10 @@ static __always_inline int new_flow(struct __sk_buff *skb, struct pkt *p, struct
 	}
 	if (!svc)
 		return TC_ACT_OK;
-	/* No (local) endpoints: nothing may answer for the service. */
+	/* No endpoints: refused, as upstream does. Endpoints, but none on this node for
+	 * externalTrafficPolicy: Local: dropped, as upstream does. */
 	if (svc->count == 0)
-		return TC_ACT_SHOT;
+		return (svc->flags & LB_F_DROP) ? TC_ACT_SHOT : reject(skb, p);
 
 	__u32 backend_id = 0;
 	struct lb_backend *backend =

@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             cgroup,
             netns: flags.netns.clone(),
             interfaces: flags.interfaces.clone(),
+            bpf_dir: flags.bpf_dir.clone(),
         },
         report,
     );

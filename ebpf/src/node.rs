@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use aya::maps::HashMap;
+use aya::programs::links::FdLink;
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier};
 use aya::util::KernelVersion;
@@ -33,6 +34,8 @@ pub struct NodeOptions {
     /// Only these interfaces get the TC program; by default every interface with an IPv4
     /// address other than loopback.
     pub interfaces: Option<Vec<String>>,
+    /// The pin directory: TC links are pinned under `links/` in it.
+    pub bpf_dir: PathBuf,
 }
 
 /// What the node looks like to the data path, reported after every change.
@@ -90,8 +93,9 @@ fn run(
             .context("the BPF object has no map lb_node_addrs")?,
     )?;
     let events = subscribe().context("subscribing to rtnetlink")?;
-    // Interface name → (ifindex, link), so that a recreated interface is attached again.
-    let mut attached: BTreeMap<String, (u32, SchedClassifierLinkId)> = BTreeMap::new();
+    let links = Links::new(&opts.bpf_dir)?;
+    // Interface name → ifindex, so that a recreated interface is attached again.
+    let mut attached: BTreeMap<String, u32> = BTreeMap::new();
     let mut state = NodeState::default();
     loop {
         let (interfaces, addresses) = scan(opts.interfaces.as_deref())?;
@@ -99,7 +103,7 @@ fn run(
             .program_mut(TC_PROGRAM)
             .context("no TC program")?
             .try_into()?;
-        attached.retain(|name, (index, _)| interfaces.get(name) == Some(index));
+        attached.retain(|name, index| interfaces.get(name) == Some(index));
         for (name, index) in &interfaces {
             if attached.contains_key(name) {
                 continue;
@@ -110,8 +114,9 @@ fn run(
             }
             match classifier.attach(name, TcAttachType::Ingress) {
                 Ok(link) => {
+                    links.keep(classifier, name, link)?;
                     tracing::info!(interface = %name, "attached the TC program");
-                    attached.insert(name.clone(), (*index, link));
+                    attached.insert(name.clone(), *index);
                 }
                 // The interface may have gone since the scan; the next event says so.
                 Err(e) => tracing::warn!(interface = %name, "attaching the TC program: {e}"),
@@ -141,6 +146,61 @@ fn run(
             }
         }
         wait(&events)?;
+    }
+}
+
+/// TC links pinned on bpffs, so that they outlive this process: a restarting kube-lb leaves
+/// node-port translation in place (an established flow's packets keep being translated
+/// meanwhile), attaches its own program beside the old one, and only then unpins the old
+/// link, which detaches it.
+struct Links {
+    dir: PathBuf,
+    /// Distinguishes this process's pins from a predecessor's.
+    tag: String,
+}
+
+impl Links {
+    fn new(bpf_dir: &std::path::Path) -> anyhow::Result<Links> {
+        let dir = bpf_dir.join("links");
+        std::fs::create_dir_all(&dir)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Ok(Links {
+            dir,
+            tag: format!("{}-{nanos}", std::process::id()),
+        })
+    }
+
+    fn keep(
+        &self,
+        classifier: &mut SchedClassifier,
+        interface: &str,
+        id: SchedClassifierLinkId,
+    ) -> anyhow::Result<()> {
+        let link = classifier.take_link(id)?;
+        // `tc:<interface>:<tag>`: interface names cannot hold a colon.
+        let prefix = format!("tc:{interface}:");
+        match FdLink::try_from(link) {
+            Ok(fd) => {
+                fd.pin(self.dir.join(format!("{prefix}{}", self.tag)))
+                    .context("pinning the TC link")?;
+            }
+            // A netlink attachment (kernels before TCX) stays until the qdisc goes; it
+            // cannot be pinned, and a restart replaces it.
+            Err(e) => tracing::debug!(interface, "TC link not pinnable: {e}"),
+        }
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name
+                .rsplit_once(':')
+                .is_some_and(|(head, tag)| format!("{head}:") == prefix && tag != self.tag)
+            {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 }
 

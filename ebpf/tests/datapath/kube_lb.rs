@@ -116,17 +116,40 @@ impl KubeLb {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Kills this kube-lb (its links go with it; the pinned maps stay) and starts another.
-    pub async fn restart(mut self) -> KubeLb {
+    /// Kills this kube-lb; its pinned maps and TC links stay.
+    pub fn stop(mut self) -> Stopped {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        Stopped {
+            args: std::mem::take(&mut self.args),
+            // Taken, so that dropping this one leaves the pins for the next.
+            bpf_dir: std::mem::take(&mut self.bpf_dir),
+        }
+    }
+}
+
+/// A killed kube-lb whose pins are still in place.
+pub struct Stopped {
+    args: Vec<String>,
+    bpf_dir: PathBuf,
+}
+
+impl Stopped {
+    /// Starts the next kube-lb on the same pins and waits for its first full sync.
+    pub async fn start(mut self) -> KubeLb {
         let args = std::mem::take(&mut self.args);
-        // Taken, so that dropping the old one leaves the pinned maps for the new one.
         let bpf_dir = std::mem::take(&mut self.bpf_dir);
-        drop(self);
         let mut next = KubeLb::spawn(args, bpf_dir);
         next.until("initial sync done").await;
         next
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if !self.bpf_dir.as_os_str().is_empty() {
+            let _ = kube_lb::datapath::unpin(&self.bpf_dir);
+        }
     }
 }
 

@@ -323,6 +323,21 @@ async fn node_port_from_outside_to_a_backend_on_another_node() {
             );
         }
     }
+
+    // Without endpoints the node port refuses at once, with ICMP as upstream's REJECT.
+    let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
+    api.delete("np-1", &DeleteParams::default())
+        .await
+        .expect("delete slice");
+    lb1.synced(
+        "default/np",
+        &["0.0.0.0:30080/tcp/ext=0", "0.0.0.0:30080/udp/ext=0"],
+    )
+    .await;
+    for mode in ["tcp", "udp-connected"] {
+        let got = client(From::Outside(&cluster), mode, node1, 30080, 1).await;
+        assert_eq!(got, vec!["error ECONNREFUSED".to_string()], "{mode}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,8 +417,13 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     assert!(through_node_port.exchange().starts_with("b "));
     assert!(through_vip.exchange().starts_with("b "));
 
-    let mut lb1 = lb1.restart().await;
-    // The connection tracking survived in the pinned maps.
+    // While no kube-lb runs, the pinned TC link and maps keep translating the flow, and the
+    // socket-level translation needs nothing after connect.
+    let stopped = lb1.stop();
+    assert!(through_node_port.exchange().starts_with("b "));
+    assert!(through_vip.exchange().starts_with("b "));
+    let mut lb1 = stopped.start().await;
+    // The new kube-lb took over the connection tracking from the pinned maps.
     assert!(through_node_port.exchange().starts_with("b "));
     assert!(through_vip.exchange().starts_with("b "));
     // And the new kube-lb serves new connections, from what it found in the API.

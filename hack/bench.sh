@@ -5,6 +5,7 @@
 #   hack/bench.sh controllers   a Deployment 0 -> 5,000 ready replicas vs the same pods created directly
 #   hack/bench.sh scheduler     SchedulingBasic (5,000 nodes, 1,000 + 10,000 pods), anti-affinity, spread
 #   hack/bench.sh pods          pod startup latency on a real node vs CRI directly; hollow nodes per core
+#   hack/bench.sh lb            ClusterIP through kube-lb and through kube-proxy's iptables rules vs the pod IP
 #
 # The report is printed and recorded in BENCHMARKS.md under the benchmark's heading.
 set -euo pipefail
@@ -31,7 +32,11 @@ case $which in
     hack/images.sh >/dev/null
     report=$(cargo bench -p kubelet --bench pods)
     ;;
-  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  lb)
+    ensure_packages "${BUILD_PACKAGES[@]}" iproute2 iptables
+    report=$(cargo bench -p kube-lb --bench lb)
+    ;;
+  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 
 echo "$report"

@@ -27,19 +27,16 @@ struct lb_key {
 	__u16 pad;
 };
 
+/* Slot 0 (the head) says how many slots follow and how to pick among them; slot n holds
+ * the n-th backend's address and port (the protocol is the frontend's). */
 struct lb_value {
-	__u32 svc_id;           /* affinity is per service port */
-	__u32 backend_id;       /* slots > 0 */
-	__u16 count;            /* slot 0: how many backend slots */
-	__u16 flags;            /* slot 0: LB_F_* */
-	__u32 affinity_timeout; /* slot 0: seconds */
-};
-
-struct lb_backend {
-	__u32 addr;
-	__u16 port;
-	__u8 proto;
-	__u8 pad;
+	__u32 svc_id;           /* head: affinity is per service port */
+	__u32 addr;             /* slots */
+	__u16 port;             /* slots */
+	__u16 count;            /* head */
+	__u16 flags;            /* head: LB_F_* */
+	__u16 pad;
+	__u32 affinity_timeout; /* head: seconds */
 };
 
 /* What a socket connected to a backend must report as its peer: the frontend it asked for. */
@@ -66,8 +63,9 @@ struct affinity_key {
 
 struct affinity_value {
 	__u64 last_used_ns;
-	__u32 backend_id;
-	__u32 pad;
+	__u32 addr;
+	__u16 port;
+	__u16 slot;
 };
 
 /* Connection tracking for TC translations. The forward entry is keyed by the packet as the
@@ -91,9 +89,10 @@ struct ct_value {
 	__u32 new_daddr;
 	__u16 new_sport;
 	__u16 new_dport;
-	__u32 svc_id;     /* forward entries: the flow holds while the service keeps */
-	__u32 backend_id; /* this backend */
-	__u32 pad;
+	__u32 faddr; /* forward entries: the flow holds while the frontend's slot */
+	__u16 slot;  /* still holds its backend */
+	__u16 pad;
+	__u32 pad2;
 	__u64 last_seen_ns;
 };
 
@@ -107,15 +106,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	PIN_BY_NAME;
 } lb_services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, __u32);
-	__type(value, struct lb_backend);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	PIN_BY_NAME;
-} lb_backends SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -141,21 +131,6 @@ struct {
 	PIN_BY_NAME;
 } lb_ct SEC(".maps");
 
-/* Which backends each service port has, so that an affinity is dropped with its backend. */
-struct svc_backend_key {
-	__u32 svc_id;
-	__u32 backend_id;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct svc_backend_key);
-	__type(value, __u32);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	PIN_BY_NAME;
-} lb_svc_backends SEC(".maps");
-
 /* The node's own addresses: a packet to one of them may be for a node port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -171,41 +146,39 @@ static __always_inline struct lb_value *lb_frontend(__u32 addr, __u16 port, __u8
 	return bpf_map_lookup_elem(&lb_services, &key);
 }
 
-/* Picks a backend for a frontend: the client's previous one while its affinity holds,
- * otherwise a random slot. */
-static __always_inline struct lb_backend *lb_pick(__u32 addr, __u16 port, __u8 proto, __u8 scope,
-						  struct lb_value *svc, __u64 client, __u32 from_tc,
-						  __u32 *backend_id)
+/* Picks a backend for a frontend: the client's previous one while its affinity holds and
+ * its slot still holds it, otherwise a random slot. Returns the slot's value. */
+static __always_inline struct lb_value *lb_pick(__u32 addr, __u16 port, __u8 proto, __u8 scope,
+						struct lb_value *svc, __u64 client, __u32 from_tc,
+						__u16 *slot)
 {
 	struct affinity_key akey = {.client = client, .svc_id = svc->svc_id, .from_tc = from_tc};
+	struct lb_key key = {.addr = addr, .port = port, .proto = proto, .scope = scope};
 	__u64 now = bpf_ktime_get_ns();
-	struct lb_backend *backend;
+	struct lb_value *backend;
 
 	if (svc->flags & LB_F_AFFINITY) {
 		struct affinity_value *aff = bpf_map_lookup_elem(&lb_affinity, &akey);
-		if (aff && now - aff->last_used_ns <= (__u64)svc->affinity_timeout * 1000000000ULL) {
-			backend = bpf_map_lookup_elem(&lb_backends, &aff->backend_id);
-			/* Only while the backend is still one of this service port's. */
-			struct svc_backend_key member = {.svc_id = svc->svc_id, .backend_id = aff->backend_id};
-			if (backend && bpf_map_lookup_elem(&lb_svc_backends, &member)) {
+		if (aff && aff->slot >= 1 && aff->slot <= svc->count &&
+		    now - aff->last_used_ns <= (__u64)svc->affinity_timeout * 1000000000ULL) {
+			key.slot = aff->slot;
+			backend = bpf_map_lookup_elem(&lb_services, &key);
+			if (backend && backend->addr == aff->addr && backend->port == aff->port) {
 				aff->last_used_ns = now;
-				*backend_id = aff->backend_id;
+				*slot = key.slot;
 				return backend;
 			}
 		}
 	}
 
-	struct lb_key key = {.addr = addr, .port = port, .proto = proto, .scope = scope,
-			     .slot = (bpf_get_prandom_u32() % svc->count) + 1};
-	struct lb_value *slot = bpf_map_lookup_elem(&lb_services, &key);
-	if (!slot)
-		return 0;
-	backend = bpf_map_lookup_elem(&lb_backends, &slot->backend_id);
+	key.slot = (bpf_get_prandom_u32() % svc->count) + 1;
+	backend = bpf_map_lookup_elem(&lb_services, &key);
 	if (!backend)
 		return 0;
-	*backend_id = slot->backend_id;
+	*slot = key.slot;
 	if (svc->flags & LB_F_AFFINITY) {
-		struct affinity_value aff = {.last_used_ns = now, .backend_id = slot->backend_id};
+		struct affinity_value aff = {.last_used_ns = now, .addr = backend->addr,
+					     .port = backend->port, .slot = key.slot};
 		bpf_map_update_elem(&lb_affinity, &akey, &aff, BPF_ANY);
 	}
 	return backend;

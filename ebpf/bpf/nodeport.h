@@ -254,14 +254,13 @@ static __always_inline int new_flow(struct __sk_buff *skb, struct pkt *p, struct
 	if (svc->count == 0)
 		return (svc->flags & LB_F_DROP) ? TC_ACT_SHOT : reject(skb, p);
 
-	__u32 backend_id = 0;
-	struct lb_backend *backend =
-		lb_pick(faddr, p->dport, p->proto, LB_SCOPE_EXT, svc, p->saddr, 1, &backend_id);
+	__u16 slot = 0;
+	struct lb_value *backend =
+		lb_pick(faddr, p->dport, p->proto, LB_SCOPE_EXT, svc, p->saddr, 1, &slot);
 	if (!backend)
 		return TC_ACT_SHOT;
 
 	__u32 flags = svc->flags;
-	__u32 svc_id = svc->svc_id;
 	__u32 baddr = backend->addr;
 	__u16 bport = backend->port;
 	struct bpf_fib_lookup fib;
@@ -296,7 +295,7 @@ static __always_inline int new_flow(struct __sk_buff *skb, struct pkt *p, struct
 	}
 
 	struct ct_value fwd = {.new_saddr = saddr, .new_sport = sport, .new_daddr = baddr,
-			       .new_dport = bport, .svc_id = svc_id, .backend_id = backend_id,
+			       .new_dport = bport, .faddr = faddr, .slot = slot,
 			       .last_seen_ns = now};
 	struct ct_value rev = {.new_saddr = p->daddr, .new_sport = p->dport,
 			       .new_daddr = p->saddr, .new_dport = p->sport, .last_seen_ns = now};
@@ -329,9 +328,11 @@ int kube_lb_ingress(struct __sk_buff *skb)
 			      .dport = p.dport, .proto = p.proto, .dir = CT_FORWARD};
 	ct = bpf_map_lookup_elem(&lb_ct, &fkey);
 	if (ct && !is_syn(skb, &p)) {
-		/* The flow keeps its backend while the service does. */
-		struct svc_backend_key member = {.svc_id = ct->svc_id, .backend_id = ct->backend_id};
-		if (bpf_map_lookup_elem(&lb_svc_backends, &member)) {
+		/* The flow keeps its backend while the frontend does. */
+		struct lb_key bkey = {.addr = ct->faddr, .port = p.dport, .proto = p.proto,
+				      .scope = LB_SCOPE_EXT, .slot = ct->slot};
+		struct lb_value *backend = bpf_map_lookup_elem(&lb_services, &bkey);
+		if (backend && backend->addr == ct->new_daddr && backend->port == ct->new_dport) {
 			ct->last_seen_ns = now;
 			return translate(skb, &p, ct);
 		}

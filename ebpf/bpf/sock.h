@@ -34,9 +34,9 @@ static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto
 		return 0;
 	}
 
-	__u32 backend_id = 0;
-	struct lb_backend *backend =
-		lb_pick(addr, port, proto, scope, svc, bpf_get_netns_cookie(ctx), 0, &backend_id);
+	__u16 slot = 0;
+	struct lb_value *backend =
+		lb_pick(addr, port, proto, scope, svc, bpf_get_netns_cookie(ctx), 0, &slot);
 	if (!backend) {
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;

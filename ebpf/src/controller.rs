@@ -297,8 +297,8 @@ impl Controller {
         );
         m.set(
             "kubelb_map_entries",
-            &[("map", "backends")],
-            self.tables.backend_count() as f64,
+            &[("map", "slots")],
+            self.tables.slot_count() as f64,
         );
     }
 }

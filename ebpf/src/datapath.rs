@@ -8,18 +8,16 @@ use anyhow::Context as _;
 use aya::maps::{HashMap, Map, MapData};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::maps::{CtKey, CtValue, LbBackend, LbKey, LbValue, SvcBackendKey};
+use crate::maps::{CtKey, CtValue, LbKey, LbValue};
 use crate::tables::{MapWriter, Tables};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kube_lb.o"));
 
 const BPF_FS_MAGIC: u32 = 0xcafe4a11;
 
-/// The maps kube-lb writes from its sync loop.
+/// The map kube-lb writes from its sync loop: frontends and their backend slots.
 pub struct Maps {
     pub services: HashMap<MapData, LbKey, LbValue>,
-    pub backends: HashMap<MapData, u32, LbBackend>,
-    pub members: HashMap<MapData, SvcBackendKey, u32>,
 }
 
 /// The pinned connection-tracking map, opened again for counting.
@@ -84,8 +82,6 @@ pub fn load(pin_dir: &Path) -> anyhow::Result<(Ebpf, Maps)> {
     };
     let maps = Maps {
         services: HashMap::try_from(take("lb_services")?)?,
-        backends: HashMap::try_from(take("lb_backends")?)?,
-        members: HashMap::try_from(take("lb_svc_backends")?)?,
     };
     Ok((bpf, maps))
 }
@@ -102,9 +98,7 @@ impl Maps {
     /// Picks up what a previous kube-lb left in the pinned maps.
     pub fn adopt(&mut self) -> anyhow::Result<Tables> {
         let services: Vec<_> = self.services.iter().filter_map(Result::ok).collect();
-        let backends: Vec<_> = self.backends.iter().filter_map(Result::ok).collect();
-        let members: Vec<_> = self.members.keys().filter_map(Result::ok).collect();
-        Tables::adopt(services, backends, members, self)
+        Tables::adopt(services, self)
     }
 }
 
@@ -126,18 +120,6 @@ impl MapWriter for Maps {
     }
     fn del_service(&mut self, key: LbKey) -> anyhow::Result<()> {
         absent_ok(self.services.remove(&key))
-    }
-    fn put_backend(&mut self, id: u32, backend: LbBackend) -> anyhow::Result<()> {
-        Ok(self.backends.insert(id, backend, 0)?)
-    }
-    fn del_backend(&mut self, id: u32) -> anyhow::Result<()> {
-        absent_ok(self.backends.remove(&id))
-    }
-    fn put_member(&mut self, key: SvcBackendKey) -> anyhow::Result<()> {
-        Ok(self.members.insert(key, 1, 0)?)
-    }
-    fn del_member(&mut self, key: SvcBackendKey) -> anyhow::Result<()> {
-        absent_ok(self.members.remove(&key))
     }
 }
 

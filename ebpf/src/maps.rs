@@ -7,6 +7,7 @@ pub const SCOPE_SOCK: u8 = 0;
 pub const SCOPE_EXT: u8 = 1;
 pub const F_AFFINITY: u16 = 0x1;
 pub const F_SNAT: u16 = 0x2;
+pub const F_DROP: u16 = 0x4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,30 +20,17 @@ pub struct LbKey {
     pub pad: u16,
 }
 
+/// Slot 0 of a frontend (the head) or one of its backend slots; see `bpf/lb.h`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LbValue {
     pub svc_id: u32,
-    pub backend_id: u32,
-    pub count: u16,
-    pub flags: u16,
-    pub affinity_timeout: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct LbBackend {
     pub addr: u32,
     pub port: u16,
-    pub proto: u8,
-    pub pad: u8,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SvcBackendKey {
-    pub svc_id: u32,
-    pub backend_id: u32,
+    pub count: u16,
+    pub flags: u16,
+    pub pad: u16,
+    pub affinity_timeout: u32,
 }
 
 #[repr(C)]
@@ -64,9 +52,10 @@ pub struct CtValue {
     pub new_daddr: u32,
     pub new_sport: u16,
     pub new_dport: u16,
-    pub svc_id: u32,
-    pub backend_id: u32,
-    pub pad: u32,
+    pub faddr: u32,
+    pub slot: u16,
+    pub pad: u16,
+    pub pad2: u32,
     pub last_seen_ns: u64,
 }
 
@@ -74,8 +63,6 @@ pub struct CtValue {
 // is an explicit field), so any bit pattern is valid and they can be copied to the kernel.
 unsafe impl aya::Pod for LbKey {}
 unsafe impl aya::Pod for LbValue {}
-unsafe impl aya::Pod for LbBackend {}
-unsafe impl aya::Pod for SvcBackendKey {}
 unsafe impl aya::Pod for CtKey {}
 unsafe impl aya::Pod for CtValue {}
 
@@ -100,8 +87,7 @@ mod tests {
     #[test]
     fn layouts_match_lb_h() {
         assert_eq!(std::mem::size_of::<LbKey>(), 12);
-        assert_eq!(std::mem::size_of::<LbValue>(), 16);
-        assert_eq!(std::mem::size_of::<LbBackend>(), 8);
+        assert_eq!(std::mem::size_of::<LbValue>(), 20);
         assert_eq!(std::mem::size_of::<CtKey>(), 16);
         assert_eq!(std::mem::size_of::<CtValue>(), 32);
     }

@@ -42,6 +42,9 @@ pub struct Frontend {
     pub affinity_timeout: Option<u32>,
     /// Masquerade to the node (externalTrafficPolicy: Cluster on an external frontend).
     pub snat: bool,
+    /// Without backends, drop rather than refuse: the service has endpoints, only none on
+    /// this node for externalTrafficPolicy: Local (upstream drops such traffic).
+    pub drop_when_empty: bool,
     /// Sorted and without duplicates; empty means connections are refused.
     pub backends: Vec<Backend>,
 }
@@ -146,6 +149,10 @@ pub fn frontends(svc: &Service, slices: &[&EndpointSlice], node_name: &str) -> V
                         service_port: format!("{namespace}/{name}:{port_name}"),
                         affinity_timeout,
                         snat,
+                        drop_when_empty: scope == Scope::Ext
+                            && !snat
+                            && backends.is_empty()
+                            && !cluster.is_empty(),
                         backends: backends.to_vec(),
                     });
                 }
@@ -432,6 +439,7 @@ mod tests {
                 service_port: "default/web:http".into(),
                 affinity_timeout: None,
                 snat: false,
+                drop_when_empty: false,
                 backends: vec![
                     tcp("10.0.0.1", 8080),
                     tcp("10.0.0.3", 8080),
@@ -714,11 +722,16 @@ mod tests {
             vec![tcp("10.0.0.3", 8080), tcp("10.0.0.4", 8080)]
         );
 
-        // A node without endpoints gets none, even though others have some.
+        assert!(!ext.drop_when_empty);
+
+        // A node without endpoints gets none, even though others have some: its traffic is
+        // dropped rather than refused, as upstream does.
         let fes = frontends(&svc, &[&s], "node-c");
-        assert!(find(&fes, "0.0.0.0", 30080, Proto::Tcp, Scope::Ext)
-            .backends
-            .is_empty());
+        let ext = find(&fes, "0.0.0.0", 30080, Proto::Tcp, Scope::Ext);
+        assert!(ext.backends.is_empty() && ext.drop_when_empty);
+        // Without any endpoint at all it is refused.
+        let fes = frontends(&svc, &[], "node-c");
+        assert!(!find(&fes, "0.0.0.0", 30080, Proto::Tcp, Scope::Ext).drop_when_empty);
         // And an empty node name matches no endpoint (nor one without a node name).
         let fes = frontends(&svc, &[&s], "");
         assert!(find(&fes, "0.0.0.0", 30080, Proto::Tcp, Scope::Ext)

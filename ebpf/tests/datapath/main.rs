@@ -435,7 +435,7 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     let metrics = lb1.metrics().await;
     for family in [
         "kubelb_sync_duration_seconds_count",
-        "kubelb_map_entries{map=\"backends\"}",
+        "kubelb_map_entries{map=\"slots\"}",
         "kubelb_conntrack_entries",
     ] {
         assert!(

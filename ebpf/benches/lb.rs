@@ -420,16 +420,6 @@ fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
 }
 
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| PathBuf::from(f[1]))
-        .expect("no cgroup2 hierarchy mounted")
-}
-
 /// The highest-numbered CPU this process may run on.
 fn last_cpu() -> usize {
     // SAFETY: a zeroed cpu_set_t is an empty set, filled in by sched_getaffinity.
@@ -956,7 +946,7 @@ fn main() {
 
     let load_at_start = load_average();
     let pid = std::process::id();
-    let cgroup_root = cgroup2_root();
+    let cgroup_root = node::cgroup2_root().expect("a cgroup2 hierarchy");
     remove_leftovers(&cgroup_root);
     let mut scratch = Scratch {
         netns: Vec::new(),

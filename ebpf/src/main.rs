@@ -45,20 +45,6 @@ struct Flags {
     cleanup: bool,
 }
 
-/// Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup on a unified host,
-/// /sys/fs/cgroup/unified on a hybrid one.
-fn cgroup2_root() -> anyhow::Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
-        })
-        .next()
-        .context("no cgroup2 hierarchy is mounted; give --cgroup-path")
-}
-
 fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -78,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let node_name = flags.hostname_override.clone().unwrap_or_else(hostname);
     let cgroup = match flags.cgroup_path.clone() {
         Some(p) => p,
-        None => cgroup2_root()?,
+        None => node::cgroup2_root()?,
     };
 
     let (bpf, mut maps) = datapath::load(&flags.bpf_dir)?;

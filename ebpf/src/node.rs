@@ -38,6 +38,19 @@ pub struct NodeOptions {
     pub bpf_dir: PathBuf,
 }
 
+/// Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup on a unified host,
+/// /sys/fs/cgroup/unified on a hybrid one.
+pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .context("no cgroup2 hierarchy is mounted; give --cgroup-path")
+}
+
 /// What the node looks like to the data path, reported after every change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeState {

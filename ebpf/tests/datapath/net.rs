@@ -65,20 +65,11 @@ pub struct Cgroup {
     pub path: PathBuf,
 }
 
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
-    mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .expect("a cgroup2 hierarchy is mounted")
-}
-
 impl Cgroup {
     fn new(name: &str) -> Cgroup {
-        let path = cgroup2_root().join(name);
+        let path = kube_lb::node::cgroup2_root()
+            .expect("a cgroup2 hierarchy")
+            .join(name);
         std::fs::create_dir_all(&path).expect("create cgroup");
         Cgroup { path }
     }

@@ -452,3 +452,56 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     lb1.synced("default/np", &[&format!("{vip}:80/tcp=0")])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_ips_from_outside_and_from_a_pod() {
+    let server = TestServer::start().await;
+    let mut cluster = Cluster::new(2);
+    let b = cluster.pod("b", "node2", Some(8080)).await;
+    let c = cluster.pod("c", "node1", None).await;
+    let mut lb1 = KubeLb::start(&server, &cluster, cluster.node("node1")).await;
+    let _lb2 = KubeLb::start(&server, &cluster, cluster.node("node2")).await;
+
+    let external = Ipv4Addr::new(192, 168, 78, 10);
+    create_service(
+        &server,
+        json!({
+            "metadata": {"name": "ext"},
+            "spec": {"externalIPs": [external.to_string()],
+                     "ports": [{"port": 80, "targetPort": 8080}]}
+        }),
+    )
+    .await;
+    put_slice(
+        &server,
+        slice(
+            "ext",
+            "ext-1",
+            json!([{"port": 8080}]),
+            vec![endpoint(&b, true)],
+        ),
+    )
+    .await;
+    lb1.synced(
+        "default/ext",
+        &[
+            &format!("{external}:80/tcp=1"),
+            &format!("{external}:80/tcp/ext=1"),
+        ],
+    )
+    .await;
+
+    // The outside routes the external IP to node1, as a router in front of a cluster would.
+    let node1 = cluster.node("node1");
+    cluster
+        .outside
+        .ip(&format!("route add {external}/32 via {}", node1.addr));
+    let got = client(From::Outside(&cluster), "tcp", external, 80, 4).await;
+    for line in &got {
+        assert!(line.starts_with(&format!("b {}:", node1.addr)), "{line}");
+        assert!(line.ends_with(&format!("peer={external}:80")), "{line}");
+    }
+    // From inside, the socket programs take it.
+    let got = client(From::Pod(&c, node1), "tcp", external, 80, 4).await;
+    assert_eq!(answered_by(&got), BTreeSet::from(["b".into()]));
+}

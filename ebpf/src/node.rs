@@ -10,18 +10,21 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use aya::maps::HashMap;
 use aya::programs::links::FdLink;
-use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use aya::programs::tc::{self, TcAttachType};
+use aya::programs::{CgroupSockAddr, SchedClassifier};
 use aya::util::KernelVersion;
 use aya::Ebpf;
 
 use crate::maps;
 
-const SOCKET_PROGRAMS: [&str; 4] = [
-    "kube_lb_connect4",
-    "kube_lb_sendmsg4",
-    "kube_lb_recvmsg4",
-    "kube_lb_getpeername4",
+/// The socket programs and their attach types (`enum bpf_attach_type`).
+const SOCKET_PROGRAMS: [(&str, u32); 4] = [
+    ("kube_lb_connect4", 10),
+    ("kube_lb_sendmsg4", 14),
+    ("kube_lb_recvmsg4", 19),
+    ("kube_lb_getpeername4", 29),
 ];
 const TC_PROGRAM: &str = "kube_lb_ingress";
 
@@ -84,16 +87,16 @@ fn run(
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling net.ipv4.ip_forward")?;
     let cgroup = std::fs::File::open(&opts.cgroup)
         .with_context(|| format!("opening cgroup {}", opts.cgroup.display()))?;
-    for name in SOCKET_PROGRAMS {
+    let links = Links::new(&opts.bpf_dir)?;
+    for (name, attach_type) in SOCKET_PROGRAMS {
         let prog: &mut CgroupSockAddr = bpf
             .program_mut(name)
             .with_context(|| format!("no program {name}"))?
             .try_into()?;
         prog.load().with_context(|| format!("loading {name}"))?;
-        // A BPF link (what aya makes on any kernel of the last years) coexists with other
-        // links on the cgroup whatever the mode, and takes no mode flags.
-        prog.attach(&cgroup, CgroupAttachMode::Single)
+        let link = link_create(prog.fd()?.as_fd(), cgroup.as_fd(), attach_type)
             .with_context(|| format!("attaching {name} to {}", opts.cgroup.display()))?;
+        links.keep(&format!("sock:{name}"), |path| obj_pin(link.as_fd(), path))?;
     }
     let classifier: &mut SchedClassifier = bpf
         .program_mut(TC_PROGRAM)
@@ -106,7 +109,6 @@ fn run(
             .context("the BPF object has no map lb_node_addrs")?,
     )?;
     let events = subscribe().context("subscribing to rtnetlink")?;
-    let links = Links::new(&opts.bpf_dir)?;
     // Interface name → ifindex, so that a recreated interface is attached again.
     let mut attached: BTreeMap<String, u32> = BTreeMap::new();
     let mut state = NodeState::default();
@@ -127,7 +129,15 @@ fn run(
             }
             match classifier.attach(name, TcAttachType::Ingress) {
                 Ok(link) => {
-                    links.keep(classifier, name, link)?;
+                    let link = classifier.take_link(link)?;
+                    match FdLink::try_from(link) {
+                        Ok(fd) => links.keep(&format!("tc:{name}"), |path| {
+                            fd.pin(path).map(drop).map_err(std::io::Error::other)
+                        })?,
+                        // A netlink attachment (kernels before TCX) stays until the qdisc
+                        // goes; it cannot be pinned, and a restart replaces it.
+                        Err(e) => tracing::debug!(interface = %name, "TC link not pinnable: {e}"),
+                    }
                     tracing::info!(interface = %name, "attached the TC program");
                     attached.insert(name.clone(), *index);
                 }
@@ -162,10 +172,10 @@ fn run(
     }
 }
 
-/// TC links pinned on bpffs, so that they outlive this process: a restarting kube-lb leaves
-/// node-port translation in place (an established flow's packets keep being translated
-/// meanwhile), attaches its own program beside the old one, and only then unpins the old
-/// link, which detaches it.
+/// Links pinned on bpffs, so that they outlive this process: while kube-lb restarts, the
+/// programs stay attached (node-port flows keep being translated, new connections to cluster
+/// IPs too); the next kube-lb attaches its own beside them and only then unpins the old links,
+/// which detaches them. Removing the pin directory detaches everything.
 struct Links {
     dir: PathBuf,
     /// Distinguishes this process's pins from a predecessor's.
@@ -186,35 +196,86 @@ impl Links {
         })
     }
 
+    /// Pins a new link as `<what>:<tag>` (interface names cannot hold a colon), then unpins
+    /// the predecessor's links for the same `what`.
     fn keep(
         &self,
-        classifier: &mut SchedClassifier,
-        interface: &str,
-        id: SchedClassifierLinkId,
+        what: &str,
+        pin: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
     ) -> anyhow::Result<()> {
-        let link = classifier.take_link(id)?;
-        // `tc:<interface>:<tag>`: interface names cannot hold a colon.
-        let prefix = format!("tc:{interface}:");
-        match FdLink::try_from(link) {
-            Ok(fd) => {
-                fd.pin(self.dir.join(format!("{prefix}{}", self.tag)))
-                    .context("pinning the TC link")?;
-            }
-            // A netlink attachment (kernels before TCX) stays until the qdisc goes; it
-            // cannot be pinned, and a restart replaces it.
-            Err(e) => tracing::debug!(interface, "TC link not pinnable: {e}"),
-        }
+        pin(&self.dir.join(format!("{what}:{}", self.tag)))
+            .with_context(|| format!("pinning the {what} link"))?;
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name
                 .rsplit_once(':')
-                .is_some_and(|(head, tag)| format!("{head}:") == prefix && tag != self.tag)
+                .is_some_and(|(head, tag)| head == what && tag != self.tag)
             {
                 std::fs::remove_file(entry.path())?;
             }
         }
         Ok(())
     }
+}
+
+/// `bpf(BPF_LINK_CREATE)` for a cgroup program. aya makes such links too, but cannot hand
+/// them over for pinning.
+fn link_create(
+    prog: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    attach_type: u32,
+) -> std::io::Result<OwnedFd> {
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    // union bpf_attr's link_create: prog_fd, target_fd, attach_type, flags.
+    let mut attr = [0u32; 32];
+    attr[0] = prog.as_raw_fd() as u32;
+    attr[1] = cgroup.as_raw_fd() as u32;
+    attr[2] = attach_type;
+    // SAFETY: attr outlives the call and is as large as the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `bpf(BPF_OBJ_PIN)`: the object behind `fd` at `path` on bpffs.
+fn obj_pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> std::io::Result<()> {
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // union bpf_attr's obj_pin: pathname (a pointer), bpf_fd.
+    #[repr(C)]
+    struct ObjPin {
+        pathname: u64,
+        bpf_fd: u32,
+        rest: [u32; 29],
+    }
+    let attr = ObjPin {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        rest: [0; 29],
+    };
+    // SAFETY: attr and the path it points to outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_PIN,
+            &attr as *const ObjPin,
+            std::mem::size_of::<ObjPin>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The interfaces that get the TC program (name → ifindex) and the node's IPv4 addresses.

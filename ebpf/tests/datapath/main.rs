@@ -417,11 +417,15 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     assert!(through_node_port.exchange().starts_with("b "));
     assert!(through_vip.exchange().starts_with("b "));
 
-    // While no kube-lb runs, the pinned TC link and maps keep translating the flow, and the
-    // socket-level translation needs nothing after connect.
+    // While no kube-lb runs, the pinned links and maps keep translating.
     let stopped = lb1.stop();
     assert!(through_node_port.exchange().starts_with("b "));
     assert!(through_vip.exchange().starts_with("b "));
+    // New connections too: the programs stay attached through their pinned links.
+    let meanwhile = client(From::Pod(&c, node1), "tcp", vip, 80, 2).await;
+    assert_eq!(answered_by(&meanwhile), BTreeSet::from(["b".into()]));
+    let meanwhile = client(From::Outside(&cluster), "tcp", node1.addr, 30082, 2).await;
+    assert_eq!(answered_by(&meanwhile), BTreeSet::from(["b".into()]));
     let mut lb1 = stopped.start().await;
     // The new kube-lb took over the connection tracking from the pinned maps.
     assert!(through_node_port.exchange().starts_with("b "));

@@ -111,6 +111,7 @@ fn run(
     let events = subscribe().context("subscribing to rtnetlink")?;
     // Interface name → ifindex, so that a recreated interface is attached again.
     let mut attached: BTreeMap<String, u32> = BTreeMap::new();
+    let mut unpinnable = Vec::new();
     let mut state = NodeState::default();
     loop {
         let (interfaces, addresses) = scan(opts.interfaces.as_deref())?;
@@ -130,13 +131,15 @@ fn run(
             match classifier.attach(name, TcAttachType::Ingress) {
                 Ok(link) => {
                     let link = classifier.take_link(link)?;
-                    match FdLink::try_from(link) {
-                        Ok(fd) => links.keep(&format!("tc:{name}"), |path| {
+                    if <&FdLink>::try_from(&link).is_ok() {
+                        let fd = FdLink::try_from(link)?;
+                        links.keep(&format!("tc:{name}"), |path| {
                             fd.pin(path).map(drop).map_err(std::io::Error::other)
-                        })?,
-                        // A netlink attachment (kernels before TCX) stays until the qdisc
-                        // goes; it cannot be pinned, and a restart replaces it.
-                        Err(e) => tracing::debug!(interface = %name, "TC link not pinnable: {e}"),
+                        })?;
+                    } else {
+                        // A netlink attachment (kernels before TCX) cannot be pinned: it
+                        // lasts as long as this process holds it.
+                        unpinnable.push(link);
                     }
                     tracing::info!(interface = %name, "attached the TC program");
                     attached.insert(name.clone(), *index);

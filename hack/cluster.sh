@@ -204,7 +204,7 @@ EOF
 # kube-lb in place of kube-proxy: its maps are pinned in a directory of this cluster's own
 # (named after $home, so that two clusters on one machine keep apart), recorded for down.
 # Waits for its "initial sync done" log line, written once every Service is in the maps;
-# fails at once if it exits first.
+# fails at once if it exits first (the wait follows its log only while it runs).
 start_kube_lb() {
   local bin=$1 pins pid
   pins=/sys/fs/bpf/ferrokube-$(printf %s "$home" | sha256sum | cut -c1-12)
@@ -216,7 +216,7 @@ start_kube_lb() {
     >"$home/kube-lb.log" 2>&1 &
   pid=$!
   echo "$pid" >"$home/kube-lb.pid"
-  if ! timeout 120 bash -c 'grep -q -m1 "initial sync done" <(tail -n +1 -F --pid="$1" "$2" 2>/dev/null)' _ "$pid" "$home/kube-lb.log"; then
+  if ! grep -q -m1 "initial sync done" <(tail -n +1 -F --pid="$pid" "$home/kube-lb.log" 2>/dev/null); then
     echo "kube-lb did not sync; its log:" >&2
     tail -n 30 "$home/kube-lb.log" >&2
     return 1

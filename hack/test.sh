@@ -51,20 +51,22 @@ kubectl create deployment web -n smoke --replicas=2 --port=8080 \
   --image=registry.k8s.io/e2e-test-images/busybox:1.36.1-1 \
   -- sh -c 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www' >/dev/null
 kubectl expose deployment web -n smoke --port 80 --target-port 8080 >/dev/null
-kubectl rollout status deployment/web -n smoke --timeout=180s >/dev/null
+kubectl rollout status deployment/web -n smoke >/dev/null
 cluster_ip=$(kubectl get service web -n smoke -o jsonpath='{.spec.clusterIP}')
 web_pods=$(kubectl get pods -n smoke -l app=web -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
-# kube-lb logs nothing per Service at info level, so a request may come before it has written
-# this one: up to 30 tries 1 s apart, a guard against a hang only. (Debian's busybox 1.35
-# wget crashes on -T, hence the timeout applet.)
-answer=""
-for _ in $(seq 30); do
-  answer=$(kubectl exec -n smoke "$pod" -- timeout 10 wget -qO- "http://$cluster_ip/" 2>/dev/null) && break
-  sleep 1
-done
+# kube-lb logs every Service it writes once its first sync is done; the request goes once the
+# Service is in its maps with both pods (the wait ends, failing, if kube-lb exits).
+kube_lb_log=$FERROKUBE_HOME/kube-lb.log
+if ! grep -q -m1 -F "synced smoke/web $cluster_ip:80/tcp=2" \
+    <(tail -n +1 -F --pid="$(cat "$FERROKUBE_HOME/kube-lb.pid")" "$kube_lb_log" 2>/dev/null); then
+  echo "kube-lb exited before writing smoke/web" >&2
+  tail -n 30 "$kube_lb_log" >&2
+  exit 1
+fi
+answer=$(kubectl exec -n smoke "$pod" -- wget -qO- "http://$cluster_ip/")
 if ! grep -qxF -- "$answer" <<<"$web_pods"; then
   echo "http://$cluster_ip/ answered '$answer', not one of: $web_pods" >&2
-  tail -n 30 "$FERROKUBE_HOME/kube-lb.log" >&2
+  tail -n 30 "$kube_lb_log" >&2
   exit 1
 fi
 FERROKUBE_PROFILE=dev hack/cluster.sh down

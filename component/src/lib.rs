@@ -1,8 +1,9 @@
 //! What every ferrokube component beside the apiserver needs, as upstream's component-base:
-//! a client from `--kubeconfig`, Lease leader election, the HTTPS `/healthz` + `/metrics`
+//! a client from `--kubeconfig`, watches feeding one loop, Lease leader election, the HTTPS `/healthz` + `/metrics`
 //! endpoint, and upstream's duration flag syntax.
 
 pub mod flags;
+pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod serving;

@@ -43,20 +43,20 @@ use kube_lb::tables::{MapWriter, Tables};
 use kube_lb::{datapath, node};
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
-/// Per path and round: BATCHES x BATCH new connections, SLICES x SLICE of keep-alive
-/// requests, the paths taking turns.
+/// Per path and round: BATCHES x BATCH new connections, SLICES x SLICE keep-alive requests
+/// on each connection, the paths taking turns.
 const ROUNDS: usize = 6;
 const BATCHES: usize = 10;
 const BATCH: usize = 50;
 const SLICES: usize = 4;
-const SLICE: Duration = Duration::from_millis(250);
+const SLICE: usize = 2_000;
 /// New connections per client before any is timed.
 const WARMUP: usize = 100;
 const KEEPALIVE: usize = 8;
-/// Map and iptables loads per size; the median counts. Further iptables loads only while
-/// the ones so far took less than this.
+/// Map and iptables loads per size; the median counts. iptables-restore of 10,000 Services
+/// takes the better part of a minute, so that size is loaded once.
 const LOADS: usize = 3;
-const EXTRA_LOADS_WITHIN: Duration = Duration::from_secs(5);
+const IPTABLES_LOADS: [usize; 3] = [LOADS, LOADS, 1];
 const MESSAGE: usize = 64;
 
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 10);
@@ -612,24 +612,19 @@ fn client(spec: &str) {
                         .map(|i| connect(targets[i % targets.len()]))
                         .collect();
                 }
+                // A fixed number of exchanges on every connection, timed: requests/s is
+                // their count over the time they took.
                 let start = Instant::now();
-                let deadline = start + Duration::from_millis(n);
-                let requests: u64 = std::thread::scope(|scope| {
-                    let workers: Vec<_> = keepalive
-                        .iter_mut()
-                        .map(|conn| {
-                            scope.spawn(move || {
-                                let mut n = 0u64;
-                                while Instant::now() < deadline {
-                                    exchange(conn, &request);
-                                    n += 1;
-                                }
-                                n
-                            })
-                        })
-                        .collect();
-                    workers.into_iter().map(|w| w.join().expect("worker")).sum()
+                std::thread::scope(|scope| {
+                    for conn in keepalive.iter_mut() {
+                        scope.spawn(|| {
+                            for _ in 0..n {
+                                exchange(conn, &request);
+                            }
+                        });
+                    }
                 });
+                let requests = n * keepalive.len() as u64;
                 let _ = write!(reply, "requests {requests} {}", start.elapsed().as_nanos());
             }
             other => panic!("unknown command {other}"),
@@ -729,8 +724,8 @@ impl Client {
     }
 
     /// Requests and the time they took.
-    fn run(&mut self, window: Duration) -> (u64, Duration) {
-        let answer = self.ask(&format!("run {}", window.as_millis()));
+    fn run(&mut self, per_connection: usize) -> (u64, Duration) {
+        let answer = self.ask(&format!("run {per_connection}"));
         (answer[0], Duration::from_nanos(answer[1]))
     }
 }
@@ -1048,15 +1043,15 @@ fn main() {
         assert_eq!(tables.service_count(), n);
 
         // kube-proxy, in a namespace of its own for each size: its jump rules, as it inserts
-        // them before its first sync, then the rule set in one iptables-restore (timed). More
-        // loads into empty namespaces while they are quick.
+        // them before its first sync, then the rule set in one iptables-restore (timed). The
+        // further loads go into empty namespaces.
         let rules = kube_proxy_rules(&svcs);
         let ipt_ns = format!("{PREFIX}{pid}-ipt{k}");
         add_client_netns(&mut scratch, &ipt_ns, &pod_ns, 1 + k);
         iptables_restore(&ipt_ns, &jump_rules());
         let mut ipt_times = vec![iptables_restore(&ipt_ns, &rules.text)];
         let restore_ns = format!("{PREFIX}{pid}-restore");
-        while ipt_times.len() < LOADS && ipt_times.iter().sum::<Duration>() < EXTRA_LOADS_WITHIN {
+        while ipt_times.len() < IPTABLES_LOADS[k] {
             scratch.add_netns(&restore_ns);
             iptables_restore(&restore_ns, &jump_rules());
             ipt_times.push(iptables_restore(&restore_ns, &rules.text));
@@ -1147,10 +1142,9 @@ fn print_report(
          pinned to one CPU. {ROUNDS} rounds; in each, the paths take turns (each first, second \
          and third equally often) at {BATCHES} batches of {BATCH} new connections, each timed \
          from connect to the reply to one request (after {WARMUP} untimed ones; all rounds \
-         pooled for p50 and p99), then at {SLICES} slices of {} ms of requests over {KEEPALIVE} \
-         keep-alive connections (requests/s: the median round). Machine load average (1 min): \
+         pooled for p50 and p99), then at {SLICES} slices of {SLICE} requests on each of \
+         {KEEPALIVE} keep-alive connections, timed (requests/s: the median round). Machine load average (1 min): \
          {} at the start, {} at the end.",
-        SLICE.as_millis(),
         load.0,
         load.1,
     );
@@ -1242,7 +1236,7 @@ fn print_report(
          (the bookkeeping without the map syscalls). iptables: one `iptables-restore` process with kube-proxy's rule set \
          for the same Services (filter and nat), into a new network namespace holding only \
          kube-proxy's jump rules, timed from starting the process to its exit; median of the \
-         samples shown (more are taken only while they are quick)."
+         samples shown (one for 10,000 Services, whose load takes the better part of a minute)."
     );
     out.push('\n');
     out.push_str(

@@ -7,14 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
 
+use ferrokube_component::informer::{self, Change};
 use ferrokube_component::metrics::Registry;
 
 use crate::datapath::Maps;
@@ -23,57 +22,9 @@ use crate::tables::Tables;
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-enum Change<K> {
-    Apply(K),
-    Delete(K),
-    Relist(Vec<K>),
-}
-
 enum Input {
-    Service(Box<Change<Service>>),
-    Slice(Box<Change<EndpointSlice>>),
-}
-
-fn watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    tx: mpsc::UnboundedSender<Input>,
-    wrap: fn(Change<K>) -> Input,
-) where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-        let mut listing = Vec::new();
-        while let Some(event) = stream.next().await {
-            let change = match event {
-                Ok(Event::Init) => {
-                    listing.clear();
-                    continue;
-                }
-                Ok(Event::InitApply(obj)) => {
-                    listing.push(obj);
-                    continue;
-                }
-                Ok(Event::InitDone) => Change::Relist(std::mem::take(&mut listing)),
-                Ok(Event::Apply(obj)) => Change::Apply(obj),
-                Ok(Event::Delete(obj)) => Change::Delete(obj),
-                Err(e) => {
-                    tracing::warn!("watch: {e}");
-                    continue;
-                }
-            };
-            if tx.send(wrap(change)).is_err() {
-                return;
-            }
-        }
-    });
+    Service(Change<Service>),
+    Slice(Change<EndpointSlice>),
 }
 
 fn key<K: kube::Resource>(obj: &K) -> String {
@@ -144,29 +95,29 @@ impl Controller {
     /// Watches the API and writes the maps until the watches end.
     pub async fn run(mut self, client: kube::Client) -> anyhow::Result<()> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        watch(
+        informer::spawn(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
             tx.clone(),
-            |c| Input::Service(Box::new(c)),
+            Input::Service,
         );
-        watch(
+        informer::spawn(
             Api::<EndpointSlice>::all(client),
             watcher::Config::default().labels(SERVICE_NAME_LABEL),
             tx,
-            |c| Input::Slice(Box::new(c)),
+            Input::Slice,
         );
         let (mut services_listed, mut slices_listed, mut adopted) = (false, false, false);
         while let Some(input) = rx.recv().await {
             let received = Instant::now();
             match input {
                 Input::Service(change) => {
-                    services_listed |= matches!(*change, Change::Relist(_));
-                    self.on_service(*change);
+                    services_listed |= matches!(change, Change::Relist(_));
+                    self.on_service(change);
                 }
                 Input::Slice(change) => {
-                    slices_listed |= matches!(*change, Change::Relist(_));
-                    self.on_slice(*change);
+                    slices_listed |= matches!(change, Change::Relist(_));
+                    self.on_slice(change);
                 }
             }
             if !(services_listed && slices_listed) {
@@ -175,11 +126,11 @@ impl Controller {
             // Take whatever else has arrived, so a burst becomes one pass.
             while let Ok(input) = rx.try_recv() {
                 match input {
-                    Input::Service(change) => self.on_service(*change),
-                    Input::Slice(change) => self.on_slice(*change),
+                    Input::Service(change) => self.on_service(change),
+                    Input::Slice(change) => self.on_slice(change),
                 }
             }
-            self.sync(received)?;
+            self.sync(received, !adopted)?;
             if !adopted {
                 self.tables.finish_adoption(&mut self.maps)?;
                 adopted = true;
@@ -193,12 +144,12 @@ impl Controller {
     fn on_service(&mut self, change: Change<Service>) {
         match change {
             Change::Apply(svc) => {
-                let k = key(&svc);
+                let k = key(svc.as_ref());
                 self.dirty.insert(k.clone());
-                self.services.insert(k, svc);
+                self.services.insert(k, *svc);
             }
             Change::Delete(svc) => {
-                let k = key(&svc);
+                let k = key(svc.as_ref());
                 self.services.remove(&k);
                 self.dirty.insert(k);
             }
@@ -212,8 +163,8 @@ impl Controller {
 
     fn on_slice(&mut self, change: Change<EndpointSlice>) {
         match change {
-            Change::Apply(slice) => self.put_slice(slice),
-            Change::Delete(slice) => self.remove_slice(&key(&slice)),
+            Change::Apply(slice) => self.put_slice(*slice),
+            Change::Delete(slice) => self.remove_slice(&key(slice.as_ref())),
             Change::Relist(all) => {
                 let old: Vec<String> = self.slices.keys().cloned().collect();
                 for k in old {
@@ -256,7 +207,7 @@ impl Controller {
     }
 
     /// Writes every service changed since the last pass.
-    fn sync(&mut self, received: Instant) -> anyhow::Result<()> {
+    fn sync(&mut self, received: Instant, initial: bool) -> anyhow::Result<()> {
         for svc_key in std::mem::take(&mut self.dirty) {
             let frontends = match self.services.get(&svc_key) {
                 Some(svc) => {
@@ -272,9 +223,13 @@ impl Controller {
                 None => Vec::new(),
             };
             self.tables.apply(&svc_key, &frontends, &mut self.maps)?;
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                let summary: Vec<String> = frontends.iter().map(describe).collect();
-                tracing::debug!("synced {svc_key} {}", summary.join(" "));
+            // Every change is logged once the initial sync is done (that one is a single
+            // summary line); tests and hack/test.sh wait on these lines.
+            let summary = || frontends.iter().map(describe).collect::<Vec<_>>().join(" ");
+            if initial {
+                tracing::debug!("synced {svc_key} {}", summary());
+            } else {
+                tracing::info!("synced {svc_key} {}", summary());
             }
             self.metrics.inc("kubelb_syncs_total", &[]);
             self.metrics.observe(

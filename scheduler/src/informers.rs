@@ -3,29 +3,20 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::framework::{CycleState, PodInfo, Status};
 
-/// A change to one kind of object.
-pub enum Change<K> {
-    Apply(Box<K>),
-    Delete(Box<K>),
-    /// A complete list (at start and after the watch had to relist): anything the loop
-    /// holds that is not in it was deleted meanwhile.
-    Relist(Vec<K>),
-}
+pub use ferrokube_component::informer::Change;
 
 pub enum Input {
     Node(Change<Node>),
@@ -56,34 +47,7 @@ fn spawn<K>(api: Api<K>, tx: UnboundedSender<Input>, wrap: fn(Change<K>) -> Inpu
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        let mut listing: Vec<K> = Vec::new();
-        while let Some(event) = stream.next().await {
-            let input = match event {
-                Ok(Event::Init) => {
-                    listing.clear();
-                    continue;
-                }
-                Ok(Event::InitApply(obj)) => {
-                    listing.push(obj);
-                    continue;
-                }
-                Ok(Event::InitDone) => wrap(Change::Relist(std::mem::take(&mut listing))),
-                Ok(Event::Apply(obj)) => wrap(Change::Apply(Box::new(obj))),
-                Ok(Event::Delete(obj)) => wrap(Change::Delete(Box::new(obj))),
-                Err(e) => {
-                    tracing::warn!("watch: {e}");
-                    continue;
-                }
-            };
-            if tx.send(input).is_err() {
-                return;
-            }
-        }
-    });
+    ferrokube_component::informer::spawn(api, watcher::Config::default(), tx, wrap);
 }
 
 /// How many watches `start` opens: the loop waits for that many initial lists.

@@ -47,7 +47,7 @@ impl KubeLb {
     fn spawn(args: Vec<String>, bpf_dir: PathBuf) -> KubeLb {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kube-lb"))
             .args(&args)
-            .env("RUST_LOG", "kube_lb=debug,info")
+            .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .spawn()

@@ -18,9 +18,11 @@ use ferrokube_testkit::TestServer;
 use crate::kube_lb::KubeLb;
 use crate::net::{client, Cluster, From, Held, Pod};
 
-async fn create_service(server: &TestServer, spec: serde_json::Value) -> Ipv4Addr {
+/// Creates the Service `default/<name>` and returns its cluster IP.
+async fn create_service(server: &TestServer, name: &str, spec: serde_json::Value) -> Ipv4Addr {
     let api: Api<Service> = Api::namespaced(server.client().await, "default");
-    let svc: Service = serde_json::from_value(spec).expect("service");
+    let svc: Service =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("service");
     let svc = api
         .create(&PostParams::default(), &svc)
         .await
@@ -31,43 +33,50 @@ async fn create_service(server: &TestServer, spec: serde_json::Value) -> Ipv4Add
         .expect("a cluster IP")
 }
 
-/// An endpoint for a slice: `(pod, ready)`.
-fn endpoint(pod: &Pod, ready: bool) -> serde_json::Value {
-    json!({"addresses": [pod.ip.to_string()], "nodeName": pod.node,
-           "conditions": {"ready": ready, "serving": ready, "terminating": false}})
-}
-
-fn slice(
+/// Writes the service's one EndpointSlice, `<service>-1`, with `(pod, ready)` endpoints, as
+/// the EndpointSlice controller would (the apiserver has no server-side apply yet).
+async fn set_endpoints(
+    server: &TestServer,
     service: &str,
-    name: &str,
     ports: serde_json::Value,
-    endpoints: Vec<serde_json::Value>,
-) -> EndpointSlice {
-    serde_json::from_value(json!({
+    endpoints: &[(&Pod, bool)],
+) {
+    let endpoints: Vec<_> = endpoints
+        .iter()
+        .map(|(pod, ready)| {
+            json!({"addresses": [pod.ip.to_string()], "nodeName": pod.node,
+                   "conditions": {"ready": ready, "serving": ready, "terminating": false}})
+        })
+        .collect();
+    let name = format!("{service}-1");
+    let mut slice: EndpointSlice = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
         "addressType": "IPv4",
         "ports": ports,
         "endpoints": endpoints,
     }))
-    .expect("slice")
-}
-
-async fn put_slice(server: &TestServer, mut s: EndpointSlice) {
+    .expect("slice");
     let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
-    let name = s.metadata.name.clone().expect("name");
     match api.get_opt(&name).await.expect("get slice") {
         Some(old) => {
-            s.metadata.resource_version = old.metadata.resource_version;
-            api.replace(&name, &PostParams::default(), &s)
+            slice.metadata.resource_version = old.metadata.resource_version;
+            api.replace(&name, &PostParams::default(), &slice)
                 .await
                 .expect("replace slice");
         }
         None => {
-            api.create(&PostParams::default(), &s)
+            api.create(&PostParams::default(), &slice)
                 .await
                 .expect("create slice");
         }
     }
+}
+
+async fn clear_endpoints(server: &TestServer, service: &str) {
+    let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
+    api.delete(&format!("{service}-1"), &DeleteParams::default())
+        .await
+        .expect("delete slice");
 }
 
 /// The answering backends' names, failing on any line that is not an answer.
@@ -93,26 +102,15 @@ async fn cluster_ip_from_pods_and_from_the_node() {
     // Two ports, TCP and UDP, resolved by name through the slice.
     let vip = create_service(
         &server,
-        json!({
-            "metadata": {"name": "web"},
-            "spec": {"ports": [
+        "web",
+        json!({"ports": [
                 {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"},
-                {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}
-        }),
+                {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}),
     )
     .await;
     let ports = json!([{"name": "http", "port": 8080, "protocol": "TCP"},
                        {"name": "dns", "port": 8080, "protocol": "UDP"}]);
-    put_slice(
-        &server,
-        slice(
-            "web",
-            "web-1",
-            ports,
-            vec![endpoint(&a, true), endpoint(&b, true)],
-        ),
-    )
-    .await;
+    set_endpoints(&server, "web", ports, &[(&a, true), (&b, true)]).await;
     lb.synced(
         "default/web",
         &[&format!("{vip}:80/tcp=2"), &format!("{vip}:53/udp=2")],
@@ -161,22 +159,11 @@ async fn hairpin_and_internal_traffic_policy_local() {
 
     let vip = create_service(
         &server,
-        json!({
-            "metadata": {"name": "self"},
-            "spec": {"ports": [{"port": 80, "targetPort": 8080}]}
-        }),
+        "self",
+        json!({"ports": [{"port": 80, "targetPort": 8080}]}),
     )
     .await;
-    put_slice(
-        &server,
-        slice(
-            "self",
-            "self-1",
-            json!([{"port": 8080}]),
-            vec![endpoint(&a, true)],
-        ),
-    )
-    .await;
+    set_endpoints(&server, "self", json!([{"port": 8080}]), &[(&a, true)]).await;
     lb.synced("default/self", &[&format!("{vip}:80/tcp=1")])
         .await;
     // A pod reaching itself through its own service.
@@ -185,20 +172,15 @@ async fn hairpin_and_internal_traffic_policy_local() {
 
     let local = create_service(
         &server,
-        json!({
-            "metadata": {"name": "local"},
-            "spec": {"internalTrafficPolicy": "Local", "ports": [{"port": 80, "targetPort": 8080}]}
-        }),
+        "local",
+        json!({"internalTrafficPolicy": "Local", "ports": [{"port": 80, "targetPort": 8080}]}),
     )
     .await;
-    put_slice(
+    set_endpoints(
         &server,
-        slice(
-            "local",
-            "local-1",
-            json!([{"port": 8080}]),
-            vec![endpoint(&a, true), endpoint(&b, true)],
-        ),
+        "local",
+        json!([{"port": 8080}]),
+        &[(&a, true), (&b, true)],
     )
     .await;
     lb.synced("default/local", &[&format!("{local}:80/tcp=1")])
@@ -223,26 +205,15 @@ async fn session_affinity_holds_and_endpoint_removal_takes_effect() {
 
     let vip = create_service(
         &server,
-        json!({
-            "metadata": {"name": "sticky"},
-            "spec": {"sessionAffinity": "ClientIP", "ports": [
+        "sticky",
+        json!({"sessionAffinity": "ClientIP", "ports": [
             {"name": "tcp", "port": 80, "targetPort": 8080, "protocol": "TCP"},
-            {"name": "udp", "port": 80, "targetPort": 8080, "protocol": "UDP"}]}
-        }),
+            {"name": "udp", "port": 80, "targetPort": 8080, "protocol": "UDP"}]}),
     )
     .await;
     let ports = json!([{"name": "tcp", "port": 8080, "protocol": "TCP"},
                        {"name": "udp", "port": 8080, "protocol": "UDP"}]);
-    put_slice(
-        &server,
-        slice(
-            "sticky",
-            "sticky-1",
-            ports.clone(),
-            vec![endpoint(&a, true), endpoint(&b, true)],
-        ),
-    )
-    .await;
+    set_endpoints(&server, "sticky", ports.clone(), &[(&a, true), (&b, true)]).await;
     lb.synced(
         "default/sticky",
         &[&format!("{vip}:80/tcp=2"), &format!("{vip}:80/udp=2")],
@@ -255,14 +226,11 @@ async fn session_affinity_holds_and_endpoint_removal_takes_effect() {
 
     // The chosen backend stops being ready: new connections go to the other at once.
     let (gone, remaining) = if chosen == "a" { (&a, &b) } else { (&b, &a) };
-    put_slice(
+    set_endpoints(
         &server,
-        slice(
-            "sticky",
-            "sticky-1",
-            ports.clone(),
-            vec![endpoint(gone, false), endpoint(remaining, true)],
-        ),
+        "sticky",
+        ports.clone(),
+        &[(gone, false), (remaining, true)],
     )
     .await;
     lb.synced("default/sticky", &[&format!("{vip}:80/tcp=1")])
@@ -271,10 +239,7 @@ async fn session_affinity_holds_and_endpoint_removal_takes_effect() {
     assert_eq!(after, BTreeSet::from([remaining.name.clone()]));
 
     // No endpoints at all: refused at once, as upstream's REJECT does.
-    let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
-    api.delete("sticky-1", &DeleteParams::default())
-        .await
-        .expect("delete slice");
+    clear_endpoints(&server, "sticky").await;
     lb.synced(
         "default/sticky",
         &[&format!("{vip}:80/tcp=0"), &format!("{vip}:80/udp=0")],
@@ -294,16 +259,11 @@ async fn node_port_from_outside_to_a_backend_on_another_node() {
     let mut lb1 = KubeLb::start(&server, &cluster, cluster.node("node1")).await;
     let _lb2 = KubeLb::start(&server, &cluster, cluster.node("node2")).await;
 
-    create_service(&server, json!({
-        "metadata": {"name": "np"},
-        "spec": {"type": "NodePort", "ports": [
+    create_service(&server, "np", json!({"type": "NodePort", "ports": [
             {"name": "tcp", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"},
-            {"name": "udp", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "UDP"}]}
-    }))
+            {"name": "udp", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "UDP"}]}))
     .await;
-    put_slice(&server, slice("np", "np-1",
-        json!([{"name": "tcp", "port": 8080, "protocol": "TCP"}, {"name": "udp", "port": 8080, "protocol": "UDP"}]),
-        vec![endpoint(&b, true)])).await;
+    set_endpoints(&server, "np", json!([{"name": "tcp", "port": 8080, "protocol": "TCP"}, {"name": "udp", "port": 8080, "protocol": "UDP"}]), &[(&b, true)]).await;
     lb1.synced(
         "default/np",
         &["0.0.0.0:30080/tcp/ext=1", "0.0.0.0:30080/udp/ext=1"],
@@ -325,10 +285,7 @@ async fn node_port_from_outside_to_a_backend_on_another_node() {
     }
 
     // Without endpoints the node port refuses at once, with ICMP as upstream's REJECT.
-    let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
-    api.delete("np-1", &DeleteParams::default())
-        .await
-        .expect("delete slice");
+    clear_endpoints(&server, "np").await;
     lb1.synced(
         "default/np",
         &["0.0.0.0:30080/tcp/ext=0", "0.0.0.0:30080/udp/ext=0"],
@@ -351,21 +308,16 @@ async fn external_traffic_policy_local_preserves_the_client_address() {
 
     create_service(
         &server,
-        json!({
-            "metadata": {"name": "local"},
-            "spec": {"type": "NodePort", "externalTrafficPolicy": "Local",
-                     "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30081}]}
-        }),
+        "local",
+        json!({"type": "NodePort", "externalTrafficPolicy": "Local",
+                     "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30081}]}),
     )
     .await;
-    put_slice(
+    set_endpoints(
         &server,
-        slice(
-            "local",
-            "local-1",
-            json!([{"port": 8080}]),
-            vec![endpoint(&a, true), endpoint(&b, true)],
-        ),
+        "local",
+        json!([{"port": 8080}]),
+        &[(&a, true), (&b, true)],
     )
     .await;
     lb2.synced("default/local", &["0.0.0.0:30081/tcp/ext=1"])
@@ -390,21 +342,13 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     let mut lb1 = KubeLb::start(&server, &cluster, cluster.node("node1")).await;
     let _lb2 = KubeLb::start(&server, &cluster, cluster.node("node2")).await;
 
-    let vip = create_service(&server, json!({
-        "metadata": {"name": "np"},
-        "spec": {"type": "NodePort", "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30082}]}
-    }))
-    .await;
-    put_slice(
+    let vip = create_service(
         &server,
-        slice(
-            "np",
-            "np-1",
-            json!([{"port": 8080}]),
-            vec![endpoint(&b, true)],
-        ),
+        "np",
+        json!({"type": "NodePort", "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30082}]}),
     )
     .await;
+    set_endpoints(&server, "np", json!([{"port": 8080}]), &[(&b, true)]).await;
     lb1.synced(
         "default/np",
         &[&format!("{vip}:80/tcp=1"), "0.0.0.0:30082/tcp/ext=1"],
@@ -449,10 +393,7 @@ async fn a_restarted_kube_lb_keeps_established_connections() {
     }
 
     // A change after the restart is picked up.
-    let api: Api<EndpointSlice> = Api::namespaced(server.client().await, "default");
-    api.delete("np-1", &DeleteParams::default())
-        .await
-        .expect("delete");
+    clear_endpoints(&server, "np").await;
     lb1.synced("default/np", &[&format!("{vip}:80/tcp=0")])
         .await;
 }
@@ -469,23 +410,12 @@ async fn external_ips_from_outside_and_from_a_pod() {
     let external = Ipv4Addr::new(192, 168, 78, 10);
     create_service(
         &server,
-        json!({
-            "metadata": {"name": "ext"},
-            "spec": {"externalIPs": [external.to_string()],
-                     "ports": [{"port": 80, "targetPort": 8080}]}
-        }),
+        "ext",
+        json!({"externalIPs": [external.to_string()],
+                     "ports": [{"port": 80, "targetPort": 8080}]}),
     )
     .await;
-    put_slice(
-        &server,
-        slice(
-            "ext",
-            "ext-1",
-            json!([{"port": 8080}]),
-            vec![endpoint(&b, true)],
-        ),
-    )
-    .await;
+    set_endpoints(&server, "ext", json!([{"port": 8080}]), &[(&b, true)]).await;
     lb1.synced(
         "default/ext",
         &[

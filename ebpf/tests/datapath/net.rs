@@ -149,25 +149,23 @@ def once(make):
     except OSError as e:
         print("error", errno.errorcode.get(e.errno, str(e)), flush=True)
 def tcp():
-    with socket.create_connection((host, port), timeout=10) as s:
+    with socket.create_connection((host, port)) as s:
         s.sendall(b"hi")
         line = s.makefile().readline().strip()
         return f"{line} peer={s.getpeername()[0]}:{s.getpeername()[1]}"
 def udp():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(10)
         s.sendto(b"hi", (host, port))
         data, a = s.recvfrom(1024)
         return f"{data.decode().strip()} peer={a[0]}:{a[1]}"
 def udp_connected():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(10)
         s.connect((host, port))
         s.send(b"hi")
         data = s.recv(1024)
         return f"{data.decode().strip()} peer={s.getpeername()[0]}:{s.getpeername()[1]}"
 if mode == "hold":
-    s = socket.create_connection((host, port), timeout=10)
+    s = socket.create_connection((host, port))
     f = s.makefile()
     for _ in sys.stdin:
         once(lambda: (s.sendall(b"hi"), f.readline().strip())[1])
